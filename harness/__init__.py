@@ -1,0 +1,92 @@
+"""Microservice Katas harness: a deterministic simulated shop in virtual time.
+
+Everything a learner may use is importable from here:
+
+>>> from harness import World
+>>> world = World(seed=7)
+>>> _ = world.add_service("payments", instances=2)
+>>> r = world.run(world.client().post("payments", "/charges", json={"order_id": "o-1", "amount": 20}))
+>>> r.status, r.json()["status"]
+(201, 'captured')
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> module that defines it. Loaded on first use, so that a kata
+# needing only the clock does not pay for importing FastAPI.
+_WHERE = {
+    "EventBus": "bus", "Message": "bus", "Subscription": "bus",
+    "Capacity": "capacity", "Overloaded": "capacity",
+    "Clock": "clock", "Deadlock": "clock", "VirtualTimeLoop": "clock", "now": "clock", "run": "clock", "sleep": "clock",
+    "Fault": "faults", "FaultError": "faults", "parse_fault": "faults", "parse_schedule": "faults",
+    "ConnectError": "http", "ConnectionReset": "http", "MalformedResponse": "http", "NetworkError": "http",
+    "RequestTimeout": "http", "Response": "http",
+    "FaultHandle": "injector", "FaultInjector": "injector",
+    "Client": "network", "Instance": "network", "InstanceContext": "network", "Network": "network",
+    "Event": "recorder", "Exchange": "recorder", "Recorder": "recorder", "quantile": "recorder",
+    "SHOP": "services",
+    "World": "world",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from .bus import EventBus, Message, Subscription
+    from .capacity import Capacity, Overloaded
+    from .clock import Clock, Deadlock, VirtualTimeLoop, now, run, sleep
+    from .faults import Fault, FaultError, parse_fault, parse_schedule
+    from .http import ConnectError, ConnectionReset, MalformedResponse, NetworkError, RequestTimeout, Response
+    from .injector import FaultHandle, FaultInjector
+    from .network import Client, Instance, InstanceContext, Network
+    from .recorder import Event, Exchange, Recorder, quantile
+    from .services import SHOP
+    from .world import World
+
+__all__ = [
+    "SHOP",
+    "Capacity",
+    "Client",
+    "Clock",
+    "ConnectError",
+    "ConnectionReset",
+    "Deadlock",
+    "Event",
+    "EventBus",
+    "Exchange",
+    "Fault",
+    "FaultError",
+    "FaultHandle",
+    "FaultInjector",
+    "Instance",
+    "InstanceContext",
+    "MalformedResponse",
+    "Message",
+    "Network",
+    "NetworkError",
+    "Overloaded",
+    "Recorder",
+    "RequestTimeout",
+    "Response",
+    "Subscription",
+    "VirtualTimeLoop",
+    "World",
+    "now",
+    "parse_fault",
+    "parse_schedule",
+    "quantile",
+    "run",
+    "sleep",
+]

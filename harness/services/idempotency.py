@@ -1,0 +1,40 @@
+"""Idempotency-Key semantics shared by payments and inventory (Stripe's rules).
+
+- a new key: run the operation, store its status and body under the key;
+- the same key and the same payload: replay the stored answer, even an error,
+  without running the operation again;
+- the same key with another payload: 422, the client has a bug.
+
+>>> store = {}
+>>> calls = []
+>>> def op():
+...     calls.append(1)
+...     return 201, {"id": "ch-1"}
+>>> replay(store, "k1", {"amount": 5}, op), replay(store, "k1", {"amount": 5}, op)
+((201, {'id': 'ch-1'}, False), (201, {'id': 'ch-1'}, True))
+>>> replay(store, "k1", {"amount": 6}, op)[0], len(calls)
+(422, 1)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+
+def replay(store: dict, key: str | None, payload: Any,
+           operation: Callable[[], tuple[int, Any]]) -> tuple[int, Any, bool]:
+    """Run ``operation`` once per key; returns ``(status, body, replayed)``."""
+    if key is None:
+        status, body = operation()
+        return status, body, False
+    fingerprint = json.dumps(payload, sort_keys=True)
+    stored = store.get(key)
+    if stored is not None:
+        if stored["fingerprint"] != fingerprint:
+            return 422, {"detail": f"Idempotency-Key {key!r} was used with another payload"}, False
+        return stored["status"], stored["body"], True
+    status, body = operation()
+    store[key] = {"fingerprint": fingerprint, "status": status, "body": body}
+    return status, body, False
