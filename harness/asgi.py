@@ -1,16 +1,22 @@
 """Calling a FastAPI app in-process, without sockets.
 
-Two call paths, same results:
+Three call paths, same answers:
 
 - **full ASGI**: the app's complete ASGI stack (middleware, router, exception
   handlers), with an in-memory receive/send pair;
-- **fast path**: match the route ourselves and call FastAPI's own route
+- **route handler**: match the route ourselves and call FastAPI's own route
   handler (dependency injection, validation, serialisation all included),
-  skipping only the middleware layers. Used when the app has no user
-  middleware, so the two are equivalent.
+  skipping only the middleware layers;
+- **binder**: for simple routes (str/int/float path, query and header
+  parameters, at most one pydantic body, no dependencies, JSON answers), bind
+  the arguments ourselves and call the endpoint. Anything unusual, including
+  every input FastAPI would reject with a 422, falls back to the route
+  handler *before* the endpoint runs, so FastAPI still writes every error.
 
-Why two: ``kata bench`` measures the fast path at ~1.6x the full stack on this
-kind of machine, and the cascade scenario makes tens of thousands of calls.
+The fast paths are used only when the app has no user middleware, so all
+three are equivalent (``tests/test_asgi.py`` checks the shop's routes through
+each). Why: the cascade scenario makes tens of thousands of calls, and
+``kata bench`` reports the speed of each path side by side.
 
 >>> from fastapi import FastAPI
 >>> app = FastAPI()
@@ -26,13 +32,23 @@ kind of machine, and the cascade scenario makes tens of thousands of calls.
 from __future__ import annotations
 
 import inspect
+import json
+import re
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Union, get_args, get_origin
+from types import NoneType, UnionType
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTasks
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response as StarletteResponse
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -49,10 +65,11 @@ class AppCaller:
     ``last_error`` for the recorder.
     """
 
-    def __init__(self, app: FastAPI, *, fast: bool = True):
+    def __init__(self, app: FastAPI, *, fast: bool = True, bind: bool = True):
         self.app = app
         self.fast = fast and not getattr(app, "user_middleware", None)
-        self._routes: list[tuple[Any, frozenset[str], dict, Any, APIRoute]] | None = None
+        self.bind = bind
+        self._routes: list[tuple[Any, frozenset[str], dict, Any, APIRoute, _Binder | None]] | None = None
 
     # -- route table, built lazily so routes added after creation count ------
     def _table(self):
@@ -61,8 +78,9 @@ class AppCaller:
             for route in self.app.routes:
                 if isinstance(route, APIRoute):
                     handler = route.get_route_handler()
+                    binder = _Binder.for_route(route) if self.bind else None
                     table.append(
-                        (route.path_regex, frozenset(route.methods), route.param_convertors, handler, route)
+                        (route.path_regex, frozenset(route.methods), route.param_convertors, handler, route, binder)
                     )
             self._routes = table
         return self._routes
@@ -76,12 +94,16 @@ class AppCaller:
         body: bytes = b"",
     ) -> tuple[int, Headers, bytes, str | None]:
         if self.fast:
-            for regex, methods, convertors, handler, route in self._table():
+            for regex, methods, convertors, handler, route, binder in self._table():
                 match = regex.match(path)
                 if match is not None and method in methods:
                     params = {
                         key: convertors[key].convert(value) for key, value in match.groupdict().items()
                     }
+                    if binder is not None:
+                        kwargs = binder.bind(params, query, headers, body)
+                        if kwargs is not None:
+                            return await self._bound_call(method, path, query, headers, body, params, route, binder, kwargs)
                     return await self._fast_call(method, path, query, headers, body, params, handler, route)
         # Unmatched routes (404/405, docs) and apps with middleware: the full stack.
         return await self._asgi_call(method, path, query, headers, body)
@@ -138,6 +160,31 @@ class AppCaller:
             await response.background()
         return response.status_code, response.raw_headers, response.body, None
 
+    async def _bound_call(self, method, path, query, headers, body, params, route, binder, kwargs):
+        try:
+            result = await route.endpoint(**kwargs)
+        except Exception as exc:
+            handler_for = self._exception_handler(exc)
+            if handler_for is None:
+                return 500, [(b"content-type", b"text/plain")], b"Internal Server Error", repr(exc)
+            scope = self._scope(method, path, query, headers)
+            scope["path_params"] = params
+            response = handler_for(Request(scope), exc)
+            if inspect.isawaitable(response):
+                response = await response
+            return response.status_code, response.raw_headers, response.body, None
+        if isinstance(result, StarletteResponse):
+            if not hasattr(result, "body"):
+                return await self._collect(result, self._scope(method, path, query, headers), _empty_receive)
+            if result.background is not None:
+                await result.background()
+            return result.status_code, result.raw_headers, result.body, None
+        try:
+            payload = _ENCODE_LIKE_FASTAPI(result).encode()
+        except (TypeError, ValueError):  # models, dates, sets: FastAPI's encoder knows them
+            payload = _ENCODE_LIKE_FASTAPI(jsonable_encoder(result)).encode()
+        return binder.status, [(b"content-length", str(len(payload)).encode()), _JSON], payload, None
+
     def _exception_handler(self, exc: Exception):
         handlers = self.app.exception_handlers
         if isinstance(exc, HTTPException) and exc.status_code in handlers:
@@ -177,6 +224,122 @@ class AppCaller:
             if not messages:
                 return 500, [(b"content-type", b"text/plain")], b"Internal Server Error", repr(exc)
         return _unpack(messages)
+
+
+_JSON = (b"content-type", b"application/json")
+# The same settings as starlette's JSONResponse.render.
+_ENCODE_LIKE_FASTAPI = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_INT = re.compile(r"[+-]?\d+\Z")
+
+
+async def _empty_receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _simple_type(annotation: Any) -> tuple[type, bool] | None:
+    """(base type, optional?) for str/int/float and their ``| None``; else None."""
+    if annotation in (str, int, float):
+        return annotation, False
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not NoneType]
+        if len(args) == 1 and args[0] in (str, int, float) and len(get_args(annotation)) == 2:
+            return args[0], True
+    return None
+
+
+def _convert(kind: type, raw: str) -> Any:
+    """Convert like pydantic's lax mode for the easy cases; raise for the rest."""
+    if kind is str:
+        return raw
+    if kind is int:
+        if not _INT.match(raw):
+            raise ValueError(raw)
+        return int(raw)
+    value = float(raw)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(raw)
+    return value
+
+
+class _Binder:
+    """Binds a simple route's arguments without FastAPI's machinery.
+
+    ``bind`` returns the keyword arguments, or None to mean "let FastAPI do
+    it" (a missing or odd parameter, an invalid body: FastAPI writes the 422).
+    """
+
+    def __init__(self, route: APIRoute, params, body: tuple[str, type[BaseModel]] | None):
+        self.route = route
+        self.params = params  # [(source, name, key, base type, required, default)]
+        self.body = body
+        self.status = route.status_code or 200
+        self.wants_headers = any(p[0] == "header" for p in params)
+        self.wants_query = any(p[0] == "query" for p in params)
+
+    @classmethod
+    def for_route(cls, route: APIRoute) -> _Binder | None:
+        d = route.dependant
+        if (d.dependencies or d.cookie_params or d.request_param_name or d.response_param_name
+                or d.background_tasks_param_name or d.security_scopes_param_name or d.websocket_param_name
+                or route.response_model is not None or route.dependencies
+                or not inspect.iscoroutinefunction(route.endpoint)):
+            return None
+        response_class = route.response_class
+        if isinstance(response_class, DefaultPlaceholder):
+            response_class = response_class.value
+        if response_class is not JSONResponse:
+            return None
+        params = []
+        for source, fields in (("path", d.path_params), ("query", d.query_params), ("header", d.header_params)):
+            for f in fields:
+                simple = _simple_type(f.field_info.annotation)
+                if simple is None or f.field_info.default_factory is not None:
+                    return None
+                key = f.alias.lower() if source == "header" else f.alias
+                required = f.field_info.is_required()
+                params.append((source, f.name, key, simple[0], required, None if required else f.field_info.default))
+        body = None
+        if d.body_params:
+            if len(d.body_params) != 1:
+                return None
+            f = d.body_params[0]
+            model = f.field_info.annotation
+            embed = getattr(f.field_info, "embed", False)
+            if embed or not (isinstance(model, type) and issubclass(model, BaseModel)) or not f.field_info.is_required():
+                return None
+            body = (f.name, model)
+        return cls(route, params, body)
+
+    def bind(self, path_params: dict, query: bytes, headers, body: bytes) -> dict | None:
+        kwargs: dict[str, Any] = {}
+        query_values = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if self.wants_query and query else {}
+        header_values = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers} if self.wants_headers else {}
+        for source, name, key, kind, required, default in self.params:
+            if source == "path":
+                raw = path_params.get(key)
+                raw = raw if isinstance(raw, str) else (str(raw) if raw is not None else None)
+            elif source == "query":
+                raw = query_values.get(key)
+            else:
+                raw = header_values.get(key)
+            if raw is None:
+                if required:
+                    return None
+                kwargs[name] = default
+                continue
+            try:
+                kwargs[name] = _convert(kind, raw)
+            except ValueError:
+                return None
+        if self.body is not None:
+            name, model = self.body
+            if not body:
+                return None
+            try:
+                kwargs[name] = model.model_validate_json(body)
+            except ValidationError:
+                return None
+        return kwargs
 
 
 def _unpack(messages: list[dict]) -> tuple[int, Headers, bytes, str | None]:

@@ -18,7 +18,7 @@ the running loop (``now()``) or an injected :class:`Clock`.
 from __future__ import annotations
 
 import asyncio
-import selectors
+import heapq
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -31,53 +31,22 @@ class Deadlock(RuntimeError):
     """Every task is waiting and no timer is pending: nothing can ever happen."""
 
 
-class _JumpingSelector:
-    """Wraps the real selector: never blocks, advances the loop's clock instead.
-
-    The real selector is still polled (with a zero timeout) so that the
-    loop's self-pipe keeps working for thread-safe callbacks.
-    """
-
-    def __init__(self, loop: VirtualTimeLoop, real: selectors.BaseSelector):
-        self._loop = loop
-        self._real = real
-        self._skipped = 0
-
-    def select(self, timeout: float | None = None):
-        if timeout == 0 and self._skipped < 64:
-            # Work is ready: polling the OS every iteration costs more than
-            # the work. Thread-safe wake-ups are still seen at least every
-            # 64 iterations and always before the clock moves.
-            self._skipped += 1
-            return []
-        self._skipped = 0
-        events = self._real.select(0)
-        if events:
-            return events
-        if timeout is None:
-            raise Deadlock(
-                "every task is waiting and no timer is pending "
-                "(an await with no timeout on something that never happens?)"
-            )
-        if timeout > 0:
-            scheduled = self._loop._scheduled  # heap of TimerHandles; head is live
-            if scheduled:
-                # Jump exactly to the timer's deadline, not now + timeout, so that
-                # times stay exact (no float drift from the subtraction).
-                self._loop._advance_to(scheduled[0].when())
-        return []
-
-    def __getattr__(self, name: str) -> Any:  # register/unregister/close/...
-        return getattr(self._real, name)
-
-
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """A selector event loop on virtual time, starting at ``start`` seconds."""
+    """A selector event loop on virtual time, starting at ``start`` seconds.
+
+    Timers live in a heap of ``(when, sequence, handle)`` tuples: compared in
+    C rather than through ``TimerHandle.__lt__``, and timers due at the same
+    instant run in the order they were set (first in, first out), which keeps
+    histories easy to reason about.
+    """
 
     def __init__(self, start: float = 0.0):
         super().__init__()
         self._virtual_now = float(start)
-        self._selector = _JumpingSelector(self, self._selector)
+        self._timers: list[tuple[float, int, asyncio.TimerHandle]] = []
+        self._timer_seq = 0
+        self._cancelled_timers = 0
+        self._polls_skipped = 0
 
     def time(self) -> float:
         return self._virtual_now
@@ -86,6 +55,84 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # Refuses to go backwards, like trio's MockClock.
         if when > self._virtual_now:
             self._virtual_now = when
+
+    def call_soon(self, callback, *args, context=None):
+        # The base version re-checks debug settings on every call; this one is
+        # on the path of every task step, so keep it to the essentials.
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        handle = asyncio.Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
+    def call_at(self, when, callback, *args, context=None):
+        self._check_closed()
+        handle = asyncio.TimerHandle(when, callback, args, self, context)
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (when, self._timer_seq, handle))
+        handle._scheduled = True
+        return handle
+
+    def _timer_handle_cancelled(self, handle):
+        if handle._scheduled:
+            self._cancelled_timers += 1
+            if self._cancelled_timers > 64 and self._cancelled_timers * 2 > len(self._timers):
+                # Mostly dead timers (timeouts that never fired): rebuild the heap.
+                # (`handle` is being cancelled: its flag is set just after this call.)
+                live = [e for e in self._timers if not e[2]._cancelled and e[2] is not handle]
+                for entry in self._timers:
+                    if entry[2]._cancelled or entry[2] is handle:
+                        entry[2]._scheduled = False
+                heapq.heapify(live)
+                self._timers = live
+                self._cancelled_timers = 0
+
+    def _poll(self) -> None:
+        """Let the OS deliver thread-safe wake-ups (the self-pipe), never blocking."""
+        events = self._selector.select(0)
+        if events:
+            self._process_events(events)
+
+    def _run_once(self):
+        ready = self._ready
+        timers = self._timers
+        if ready or self._stopping:
+            # Work is ready: polling the OS every iteration costs more than the
+            # work. Wake-ups are still seen every 64 iterations and always
+            # before the clock moves.
+            self._polls_skipped += 1
+            if self._polls_skipped >= 64:
+                self._polls_skipped = 0
+                self._poll()
+        else:
+            self._poll()
+            if not ready:
+                while timers and timers[0][2]._cancelled:
+                    heapq.heappop(timers)[2]._scheduled = False
+                    self._cancelled_timers -= 1
+                if not timers:
+                    raise Deadlock(
+                        "every task is waiting and no timer is pending "
+                        "(an await with no timeout on something that never happens?)"
+                    )
+                # Nothing to do until the next timer: jump exactly to it.
+                self._advance_to(timers[0][0])
+        now = self._virtual_now
+        while timers and timers[0][0] <= now:
+            handle = heapq.heappop(timers)[2]
+            handle._scheduled = False
+            if handle._cancelled:
+                self._cancelled_timers -= 1
+                continue
+            ready.append(handle)
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+
+    def close(self) -> None:
+        self._timers.clear()
+        super().close()
 
 
 class Clock:

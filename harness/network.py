@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Client", "Instance", "InstanceContext", "Network"]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+_ENCODE = _json.JSONEncoder(separators=(",", ":")).encode
 
 
 class InstanceContext:
@@ -63,10 +64,11 @@ class InstanceContext:
         self.db = db
         self.local: dict[str, Any] = {}
         self.options = options
-        self.client = Client(world.net, caller=address)
+        self.client: Client = Client(world.net, caller=address)
+        self.clock = world.loop.time  # real mode swaps in the running loop's clock
 
     def now(self) -> float:
-        return self.world.loop.time()
+        return self.clock()
 
     def rng(self, purpose: str):
         return self.world.rng(f"{self.address}:{purpose}")
@@ -237,7 +239,7 @@ class Network:
             raise
         raw_headers = [(k.lower().encode(), str(v).encode()) for k, v in headers.items()] if headers else []
         if json is not None:
-            body = _json.dumps(json, separators=(",", ":")).encode()
+            body = _ENCODE(json).encode()
             raw_headers = raw_headers + JSON_HEADERS
         query = urlencode(params, doseq=True).encode() if params else b""
         flight = _Flight()

@@ -1,0 +1,57 @@
+"""Named scenarios, like Maelstrom's workloads: a world, a load, faults and a verdict.
+
+>>> sorted(SCENARIOS)
+['cascade', 'fanout']
+>>> result = run_scenario("cascade", seed=7, variants=["breaker+timeout"], duration=15)
+>>> result.variant("breaker+timeout").summary["browse_availability_during_outage"]
+1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .base import ScenarioResult, Variant
+
+__all__ = ["SCENARIOS", "ScenarioResult", "Variant", "describe", "run_scenario"]
+
+
+def _cascade(**kwargs: Any) -> ScenarioResult:
+    from . import cascade
+
+    return cascade.run(**kwargs)
+
+
+def _fanout(**kwargs: Any) -> ScenarioResult:
+    from . import fanout
+
+    return fanout.run(**kwargs)
+
+
+# name -> (runner, one-line description, variants)
+SCENARIOS: dict[str, tuple[Callable[..., ScenarioResult], str, tuple[str, ...]]] = {
+    "cascade": (_cascade, "payments hangs for 60 s under 100 checkouts/s: with and without a circuit breaker",
+                ("no-breaker", "breaker", "breaker+timeout")),
+    "fanout": (_fanout, "the profile page: three calls made one after another vs in parallel",
+               ("client-sequential", "gateway-sequential", "gateway-parallel")),
+}
+
+
+def describe() -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(name, text, variants) for name, (_, text, variants) in SCENARIOS.items()]
+
+
+def run_scenario(name: str, seed: int = 0, *, variants: list[str] | None = None,
+                 faults: list[dict] | None = None, **options: Any) -> ScenarioResult:
+    """Run a named scenario; ``faults`` replaces its default fault schedule."""
+    if name not in SCENARIOS:
+        raise KeyError(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
+    runner, _, known = SCENARIOS[name]
+    for variant in variants or []:
+        if variant not in known:
+            raise KeyError(f"scenario {name!r} has no variant {variant!r} (variants: {', '.join(known)})")
+    kwargs: dict[str, Any] = {"seed": seed, "variants": variants, **options}
+    if faults is not None:
+        kwargs["faults"] = faults
+    return runner(**kwargs)

@@ -154,7 +154,9 @@ def run_variant(name: str, seed: int, *, duration: float = DURATION, guard_facto
     open_loop(world, CHECKOUT_RATE, until=duration, fire=checkout, arrivals="poisson", stream="checkout")
     open_loop(world, BROWSE_RATE, until=duration, fire=browse, arrivals="poisson", stream="browse")
     world.run(until=duration)
-    return Variant(name, world, summarize(world))
+    summary = summarize(world)
+    world.close()  # stop what is still in flight; the history stays readable
+    return Variant(name, world, summary)
 
 
 def summarize(world: World) -> dict[str, Any]:

@@ -1,0 +1,266 @@
+"""Measurements for ``kata bench``: every figure side by side in one run.
+
+Speed goals are ratios measured here, never timed tests. Each path serves
+the *same* trivial FastAPI endpoint; rounds are interleaved (A, B, C, A, B,
+C, …) so that a busy moment on the machine hurts every path alike, and each
+figure is the median of its rounds.
+
+Paths, fastest first:
+
+- ``harness``: the harness network (binder fast path), with recording and
+  a no-op fault layer switched on (a fault is active on another service);
+- ``harness_route_handler``: the same, through FastAPI's own route handler;
+- ``harness_full_asgi``: the same, through the app's full ASGI stack;
+- ``raw_asgi``: calling the app's ASGI callable directly, no harness;
+- ``httpx_asgi``: ``httpx.AsyncClient(transport=ASGITransport(app))``;
+- ``uvicorn_loopback``: uvicorn on 127.0.0.1 and an httpx client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+__all__ = ["GOALS", "run_bench"]
+
+GOALS = {
+    "ratio_harness_vs_httpx_asgi": (">=", 5.0),
+    "ratio_harness_vs_uvicorn_loopback": (">=", 20.0),
+    "experiment_2000_requests_wall_s": ("<=", 0.2),
+}
+
+
+def trivial_app(_ctx=None) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int):
+        return {"id": item_id, "ok": True}
+
+    return app
+
+
+# -- request paths -----------------------------------------------------------------------
+def _harness_runner(*, fast: bool = True, bind: bool = True) -> Callable[[int], float]:
+    from .world import World
+
+    world = World(seed=1, fast_path=fast)
+    instance = world.add_instance("bench", trivial_app, workers=1_000_000, queue=0)
+    instance.caller.bind = bind
+    instance.caller._routes = None
+    world.add_instance("elsewhere", trivial_app)
+    world.faults.inject({"fault": "latency", "target": "elsewhere", "dist": "constant", "value": 0.0})
+    client = world.client("bench")
+
+    async def go(n: int) -> None:
+        for i in range(n):
+            await client.get("bench-1", f"/items/{i}")
+
+    def run(n: int) -> float:
+        started = time.perf_counter()
+        world.run(go(n))
+        return n / (time.perf_counter() - started)
+
+    return run
+
+
+def _raw_asgi_runner() -> Callable[[int], float]:
+    app = trivial_app()
+    loop = asyncio.new_event_loop()
+
+    async def call(path: str) -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+                 "query_string": b"", "headers": [], "server": ("bench", 80), "client": ("bench", 1)}
+        sent: list = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    async def go(n: int) -> None:
+        for i in range(n):
+            await call(f"/items/{i}")
+
+    def run(n: int) -> float:
+        started = time.perf_counter()
+        loop.run_until_complete(go(n))
+        return n / (time.perf_counter() - started)
+
+    return run
+
+
+def _httpx_runner() -> Callable[[int], float]:
+    import httpx
+
+    app = trivial_app()
+    loop = asyncio.new_event_loop()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
+
+    async def go(n: int) -> None:
+        for i in range(n):
+            await client.get(f"/items/{i}")
+
+    def run(n: int) -> float:
+        started = time.perf_counter()
+        loop.run_until_complete(go(n))
+        return n / (time.perf_counter() - started)
+
+    return run
+
+
+class _Uvicorn:
+    """uvicorn serving the trivial app on a free loopback port, in a thread."""
+
+    def __init__(self):
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(trivial_app(), host="127.0.0.1", port=self.port,
+                                                    log_level="error", lifespan="off"))
+        self.server.install_signal_handlers = lambda: None
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = 200
+        while not self.server.started and deadline:
+            time.sleep(0.025)  # real server start-up: real time, bounded
+            deadline -= 1
+        if not self.server.started:
+            raise RuntimeError("uvicorn did not start")
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _uvicorn_runner(port: int) -> Callable[[int], float]:
+    import httpx
+
+    loop = asyncio.new_event_loop()
+    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
+
+    async def go(n: int) -> None:
+        for i in range(n):
+            await client.get(f"/items/{i}")
+
+    def run(n: int) -> float:
+        started = time.perf_counter()
+        loop.run_until_complete(go(n))
+        return n / (time.perf_counter() - started)
+
+    return run
+
+
+# -- experiments -------------------------------------------------------------------------
+def experiment_2000() -> float:
+    """Wall seconds of a slider-sized experiment: build a world, 2,000 requests, metrics."""
+    from .load import open_loop
+    from .world import World
+
+    started = time.perf_counter()
+    world = World(seed=5, record_headers=False)
+    world.add_service("catalog", instances=3)
+    world.faults.inject({"fault": "latency", "target": "catalog", "dist": "lognormal", "median": 0.05, "sigma": 0.5})
+    client = world.client("shopper")
+
+    async def browse(i: int) -> None:
+        await client.get("catalog", f"/products/sku-{i % 20 + 1}", timeout=2.0)
+
+    open_loop(world, 200, until=10.0, fire=browse)
+    world.run(until=12.0)
+    world.recorder.metrics()
+    world.close()
+    return time.perf_counter() - started
+
+
+def cascade_wall() -> dict[str, float]:
+    from .scenarios import cascade
+
+    out = {}
+    for name in cascade.VARIANTS:
+        started = time.perf_counter()
+        cascade.run(seed=7, variants=[name])
+        out[f"cascade_{name}_wall_s"] = time.perf_counter() - started
+    return out
+
+
+def run_bench(*, rounds: int = 5, quick: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure everything; returns ``{"figures", "ratios", "goals", "method"}``."""
+    say = progress or (lambda _msg: None)
+    n_fast, n_slow = (300, 100) if quick else (2000, 300)
+    rounds = 2 if quick else rounds
+    figures: dict[str, float] = {}
+    say("request paths (interleaved rounds)")
+    with _Uvicorn() as server:
+        paths = {
+            "harness": (_harness_runner(), n_fast),
+            "harness_route_handler": (_harness_runner(bind=False), n_fast),
+            "harness_full_asgi": (_harness_runner(fast=False), n_fast),
+            "raw_asgi": (_raw_asgi_runner(), n_fast),
+            "httpx_asgi": (_httpx_runner(), n_slow),
+            "uvicorn_loopback": (_uvicorn_runner(server.port), n_slow),
+        }
+        for run, n in paths.values():  # warm up: imports, route tables, connections
+            run(max(20, n // 10))
+        samples: dict[str, list[float]] = {name: [] for name in paths}
+        for _ in range(rounds):
+            for name, (run, n) in paths.items():
+                samples[name].append(run(n))
+    for name, values in samples.items():
+        figures[f"{name}_req_per_s"] = round(statistics.median(values), 1)
+    say("2,000-request experiment")
+    experiment_2000()  # warm-up
+    figures["experiment_2000_requests_wall_s"] = round(statistics.median(experiment_2000() for _ in range(3)), 4)
+    if not quick:
+        say("cascade scenario, per variant")
+        figures.update({k: round(v, 3) for k, v in cascade_wall().items()})
+    say("kata check timings")
+    try:
+        from .toolchain.timing import check_timings
+    except ImportError:
+        pass
+    else:
+        figures.update(check_timings())
+    h = figures["harness_req_per_s"]
+    ratios = {
+        "ratio_harness_vs_httpx_asgi": round(h / figures["httpx_asgi_req_per_s"], 2),
+        "ratio_harness_vs_uvicorn_loopback": round(h / figures["uvicorn_loopback_req_per_s"], 2),
+        "ratio_harness_vs_raw_asgi": round(h / figures["raw_asgi_req_per_s"], 2),
+        "ratio_binder_vs_route_handler": round(h / figures["harness_route_handler_req_per_s"], 2),
+        "ratio_route_handler_vs_full_asgi": round(
+            figures["harness_route_handler_req_per_s"] / figures["harness_full_asgi_req_per_s"], 2),
+    }
+    try:
+        from .toolchain.timing import GOALS as CHECK_GOALS
+    except ImportError:
+        CHECK_GOALS = {}
+    values = {**figures, **ratios}
+    goals = {}
+    for name, (op, target) in {**GOALS, **CHECK_GOALS}.items():
+        if name in values:
+            value = values[name]
+            met = value >= target if op == ">=" else value <= target
+            goals[name] = {"goal": f"{op} {target}", "value": value, "met": met}
+    return {
+        "figures": figures,
+        "ratios": ratios,
+        "goals": goals,
+        "method": f"median of {rounds} interleaved rounds; same trivial FastAPI endpoint on every path",
+    }
