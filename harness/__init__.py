@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 _WHERE = {
     "EventBus": "bus", "Message": "bus", "Subscription": "bus",
     "Capacity": "capacity", "Overloaded": "capacity",
+    "CheckFailed": "checkers", "expect": "checkers", "expect_availability": "checkers",
+    "expect_equal": "checkers", "expect_no_leftover_tasks": "checkers", "expect_status": "checkers",
+    "explain": "checkers",
     "Clock": "clock", "Deadlock": "clock", "VirtualTimeLoop": "clock", "now": "clock", "run": "clock", "sleep": "clock",
     "Fault": "faults", "FaultError": "faults", "parse_fault": "faults", "parse_schedule": "faults",
     "ConnectError": "http", "ConnectionReset": "http", "MalformedResponse": "http", "NetworkError": "http",
@@ -46,9 +49,25 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .bus import EventBus, Message, Subscription
     from .capacity import Capacity, Overloaded
+    from .checkers import (
+        CheckFailed,
+        expect,
+        expect_availability,
+        expect_equal,
+        expect_no_leftover_tasks,
+        expect_status,
+        explain,
+    )
     from .clock import Clock, Deadlock, VirtualTimeLoop, now, run, sleep
     from .faults import Fault, FaultError, parse_fault, parse_schedule
-    from .http import ConnectError, ConnectionReset, MalformedResponse, NetworkError, RequestTimeout, Response
+    from .http import (
+        ConnectError,
+        ConnectionReset,
+        MalformedResponse,
+        NetworkError,
+        RequestTimeout,
+        Response,
+    )
     from .injector import FaultHandle, FaultInjector
     from .network import Client, Instance, InstanceContext, Network
     from .recorder import Event, Exchange, Recorder, quantile
@@ -56,6 +75,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .world import World
 
 __all__ = [
+    "CheckFailed",
+    "expect",
+    "expect_availability",
+    "expect_equal",
+    "expect_no_leftover_tasks",
+    "expect_status",
+    "explain",
     "SHOP",
     "Capacity",
     "Client",

@@ -35,8 +35,8 @@ import inspect
 import json
 import re
 from contextlib import AsyncExitStack
-from typing import Any, Union, get_args, get_origin
 from types import NoneType, UnionType
+from typing import Any, Union, get_args, get_origin
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
@@ -45,7 +45,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
-from starlette.background import BackgroundTasks
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response as StarletteResponse

@@ -73,7 +73,7 @@ class Capacity:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # we were handed a worker but left: pass it on
-            else:
+            elif waiter in self._waiting:  # release() may have skipped it already
                 self._waiting.remove(waiter)
             raise
 

@@ -242,10 +242,9 @@ class FaultInjector:
             elif kind == "link-latency":
                 if self._link_matches(fault, caller, instance) and fault.matches_route(method, path) and self._applies(fault):
                     await asyncio.sleep(sample_latency(fault.params, self._rng))
-            elif kind == "hang":
-                if (fault.matches_target(instance.service, instance.address)
-                        and fault.matches_route(method, path) and self._applies(fault)):
-                    await _black_hole()
+            elif (kind == "hang" and fault.matches_target(instance.service, instance.address)
+                    and fault.matches_route(method, path) and self._applies(fault)):
+                await _black_hole()
 
     async def in_worker(self, instance: Instance, method: str, path: str) -> Response | None:
         for fault in self.worker_faults:

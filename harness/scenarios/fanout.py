@@ -18,8 +18,6 @@ in turn), ``gateway-sequential`` (a gateway that awaits each call in turn:
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..world import World
 from .base import ScenarioResult, Variant
 
@@ -62,9 +60,10 @@ def run_variant(name: str, seed: int, *, requests: int = 50, jitter: float = 0.0
     if faults:
         world.faults.schedule(faults)
     latencies: list[float] = []
+    visitors = world.rng("visitors")
 
     async def one(i: int) -> None:
-        user_id = f"user-{i % 50 + 1}"
+        user_id = f"user-{visitors.randint(1, 50)}"  # whose profile: drawn from the seed
         start = world.now()
         if name == "client-sequential":
             await _client_sequential(world, user_id)
