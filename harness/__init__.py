@@ -30,14 +30,20 @@ _WHERE = {
     "Event": "recorder", "Exchange": "recorder", "Recorder": "recorder", "quantile": "recorder",
     "SHOP": "services",
     "World": "world",
+    # Drawing and notebooks (matplotlib / ipywidgets load only when used).
+    "plots": None, "widgets": None, "quiz": None, "scenarios": None,
+    "check_answer": "quiz", "FaultPanel": "widgets", "experiment": "widgets",
 }
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
+    if name not in _WHERE:
         raise AttributeError(f"module 'harness' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    module = _WHERE[name]
+    if module is None:  # a whole submodule: harness.plots, harness.widgets, ...
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
 
@@ -109,7 +115,14 @@ __all__ = [
     "Subscription",
     "VirtualTimeLoop",
     "World",
+    "check_answer",
+    "experiment",
+    "FaultPanel",
     "now",
+    "plots",
+    "quiz",
+    "scenarios",
+    "widgets",
     "parse_fault",
     "parse_schedule",
     "quantile",

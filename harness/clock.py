@@ -51,6 +51,20 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._virtual_now
 
+    def run_until_complete(self, future):
+        # Jupyter's kernel runs its own asyncio loop in this thread, and asyncio
+        # refuses to start a second loop while one is marked running. The
+        # kernel's loop is blocked in this cell anyway: step it aside while the
+        # virtual loop runs, and put it back afterwards.
+        outer = asyncio.events._get_running_loop()
+        if outer is None or outer is self:
+            return super().run_until_complete(future)
+        asyncio.events._set_running_loop(None)
+        try:
+            return super().run_until_complete(future)
+        finally:
+            asyncio.events._set_running_loop(outer)
+
     def _advance_to(self, when: float) -> None:
         # Refuses to go backwards, like trio's MockClock.
         if when > self._virtual_now:

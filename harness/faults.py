@@ -53,7 +53,7 @@ class FaultError(ValueError):
 # Faults applied inside the callee's worker slot, per service/instance/route.
 SERVICE_FAULTS = ("latency", "error", "hang", "malformed")
 # Faults on an instance's life.
-INSTANCE_FAULTS = ("crash", "flap", "capacity")
+INSTANCE_FAULTS = ("crash", "flap", "capacity", "unhealthy")
 # Faults on the link between two services.
 LINK_FAULTS = ("partition", "link-latency")
 # Faults on event-bus deliveries, per topic.
@@ -79,6 +79,7 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "crash": {"keep_state": True},
     "flap": {"down": 2.0, "up": 3.0},
     "capacity": {"workers": 1, "queue": 0},
+    "unhealthy": {},
     "partition": {"direction": "both"},
     "duplicate": {"probability": 1.0, "copies": 1},
     "delay": {"dist": "constant", "value": 1.0, "low": None, "high": None, "mean": None,
@@ -169,6 +170,12 @@ def parse_fault(entry: Any, where: str = "fault") -> Fault:
         id=entry.get("id"),
     )
     _check_params(fault, entry, where)
+    if kind in ("latency", "link-latency", "delay"):
+        # Keep only the chosen distribution's parameters, so descriptions read right.
+        wanted = DISTRIBUTIONS[params["dist"]]
+        for key in ("value", "low", "high", "mean", "median", "sigma"):
+            if key not in wanted:
+                params[key] = None
     return fault
 
 

@@ -18,9 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .faults import BUS_FAULTS, Fault, ScheduledFault, parse_fault, parse_schedule, sample_latency
+from .faults import (
+    BUS_FAULTS,
+    INSTANCE_FAULTS,
+    Fault,
+    ScheduledFault,
+    parse_fault,
+    parse_schedule,
+    sample_latency,
+)
 from .http import Response
 
 if TYPE_CHECKING:
@@ -59,7 +67,7 @@ class FaultInjector:
         self.bus_faults: list[Fault] = []
         self._keys = itertools.count(1)
         self._tasks: dict[int, asyncio.Task] = {}
-        self._restore: dict[int, Any] = {}
+        self._restore: dict[str, tuple[int, int]] = {}  # address -> limits before capacity faults
         # Faults on the request path, by where they act; empty lists cost nothing per request.
         self.link_faults: list[Fault] = []
         self.worker_faults: list[Fault] = []
@@ -72,6 +80,8 @@ class FaultInjector:
         """Switch a fault on now; returns a handle to clear it."""
         if isinstance(fault, dict):
             fault = parse_fault(fault)
+        if fault.kind in INSTANCE_FAULTS:
+            self._check_target(fault.target)  # before anything is switched on or recorded
         key = next(self._keys)
         handle = FaultHandle(self, key, fault)
         self._handles[key] = handle
@@ -84,11 +94,11 @@ class FaultInjector:
         elif kind == "flap":
             self._tasks[key] = self.world.spawn(self._flap(fault))
         elif kind == "capacity":
-            saved = []
-            for instance in self._instances(fault):
-                saved.append((instance, instance.capacity.workers, instance.capacity.queue))
-                instance.capacity.resize(fault.params["workers"], fault.params["queue"])
-            self._restore[key] = saved
+            self._apply_capacity(fault)
+        elif kind == "unhealthy":
+            # The service's database stops answering: deep /health checks fail.
+            for service in {i.service for i in self._instances(fault)}:
+                self.world.db(service)["_broken"] = True
         elif kind in BUS_FAULTS:
             self.bus_faults.append(fault)
         else:
@@ -114,14 +124,32 @@ class FaultInjector:
             for instance in self._instances(fault):
                 instance.restart()
         elif kind == "capacity":
-            for instance, workers, queue in self._restore.pop(handle.key, []):
-                instance.capacity.resize(workers, queue)
+            self._apply_capacity(fault)
+        elif kind == "unhealthy":
+            for service in {i.service for i in self._instances(fault)}:
+                self.world.db(service)["_broken"] = False
         elif kind in BUS_FAULTS:
             self.bus_faults.remove(fault)
         else:
             self._request_faults.remove(fault)
         self._sort_request_faults()
         self.world.recorder.event(self.world.loop.time(), "fault-off", fault.describe(), fault=kind, key=handle.key)
+
+    def _apply_capacity(self, changed: Fault) -> None:
+        """Give each instance ``changed`` touches the tightest limits of the capacity faults still on.
+
+        Overlapping faults may be cleared in any order: an instance gets its own
+        limits back only when no capacity fault covers it any more.
+        """
+        active = [h.fault for h in self._handles.values() if h.fault.kind == "capacity"]
+        for instance in self._instances(changed):
+            covering = [f for f in active if f.matches_target(instance.service, instance.address)]
+            if covering:
+                self._restore.setdefault(instance.address, (instance.capacity.workers, instance.capacity.queue))
+                instance.capacity.resize(min(f.params["workers"] for f in covering),
+                                         min(f.params["queue"] for f in covering))
+            elif instance.address in self._restore:
+                instance.capacity.resize(*self._restore.pop(instance.address))
 
     def _sort_request_faults(self) -> None:
         faults = self._request_faults
@@ -177,7 +205,7 @@ class FaultInjector:
     # -- schedules ---------------------------------------------------------------
     def schedule(self, schedule: list[ScheduledFault] | list[dict]) -> asyncio.Task:
         """Run a fault schedule in the background (times are absolute virtual seconds)."""
-        if schedule and isinstance(schedule[0], dict) or not schedule:
+        if not (isinstance(schedule, list) and schedule and all(isinstance(e, ScheduledFault) for e in schedule)):
             schedule = parse_schedule(schedule)
         for entry in schedule:  # fail now, not at t=40, on a target that does not exist
             f = entry.fault

@@ -129,12 +129,24 @@ def build(seed: int, *, payments_timeout: float, guard_factory=None) -> World:
 
 
 def run_variant(name: str, seed: int, *, duration: float = DURATION, guard_factory=None,
-                faults: list[dict] | None = None, **overrides: Any) -> Variant:
-    """Run one variant; ``guard_factory(ctx)`` overrides the breaker (a learner's)."""
-    config = {**VARIANTS.get(name, VARIANTS["no-breaker"]), **overrides}
-    if guard_factory is None and config["breaker"]:
+                faults: list[dict] | None = None, payments_timeout: float | None = None,
+                fail_max: int = 5, reset_timeout: float = 30.0) -> Variant:
+    """Run one variant.
+
+    ``guard_factory(ctx)`` replaces the textbook breaker with another one (a
+    learner's), built once per orders instance; ``payments_timeout``,
+    ``fail_max`` and ``reset_timeout`` override the variant's settings (the
+    chapter's sliders).
+    """
+    config = dict(VARIANTS[name])
+    if payments_timeout is not None:
+        config["payments_timeout"] = payments_timeout
+    if not config["breaker"]:
+        guard_factory = None
+    elif guard_factory is None:
         def guard_factory(ctx):
-            return TextbookBreaker(ctx.world, f"{ctx.address}->payments")
+            return TextbookBreaker(ctx.world, f"{ctx.address}->payments", fail_max=fail_max,
+                                   reset_timeout=reset_timeout)
     world = build(seed, payments_timeout=config["payments_timeout"], guard_factory=guard_factory)
     schedule = faults if faults is not None else [
         {"at": OUTAGE[0], "until": OUTAGE[1], "fault": "hang", "target": "payments"},
@@ -185,10 +197,15 @@ def summarize(world: World) -> dict[str, Any]:
 
 
 def run(seed: int = 0, *, variants: list[str] | None = None, duration: float = DURATION,
-        faults: list[dict] | None = None) -> ScenarioResult:
-    """Run the chosen variants (all by default) side by side with one seed."""
+        faults: list[dict] | None = None, **settings: Any) -> ScenarioResult:
+    """Run the chosen variants (all by default) side by side with one seed.
+
+    ``settings`` go to :func:`run_variant` (guard_factory, payments_timeout,
+    fail_max, reset_timeout).
+    """
     chosen = variants or list(VARIANTS)
     for name in chosen:
         if name not in VARIANTS:
             raise KeyError(f"unknown variant {name!r} (cascade has: {', '.join(VARIANTS)})")
-    return ScenarioResult("cascade", seed, [run_variant(v, seed, duration=duration, faults=faults) for v in chosen])
+    return ScenarioResult("cascade", seed, [run_variant(v, seed, duration=duration, faults=faults, **settings)
+                                            for v in chosen])
