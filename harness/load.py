@@ -28,12 +28,15 @@ def open_loop(
     rate: float,
     *,
     until: float,
-    fire: Callable[[int], Awaitable[object]],
+    fire: Callable[[int], Awaitable[object] | None],
     start: float | None = None,
     arrivals: str = "constant",
     stream: str = "load",
 ) -> list[float]:
     """Schedule ``fire(i)`` at ``rate`` per virtual second from ``start`` to ``until``.
+
+    ``fire`` is an async function (each arrival gets its own task) or a plain
+    function that starts its work itself (such as ``world.net.fire``).
 
     ``arrivals="constant"`` spaces them evenly; ``"poisson"`` draws
     exponential gaps from the world's seed (stream ``stream``). Returns the
@@ -63,5 +66,7 @@ def open_loop(
     return times
 
 
-def _launch(world: World, fire: Callable[[int], Awaitable[object]], i: int) -> None:
-    world.spawn(fire(i))
+def _launch(world: World, fire: Callable[[int], Awaitable[object] | None], i: int) -> None:
+    started = fire(i)
+    if started is not None:  # a coroutine: give it a task (a plain function has done its work)
+        world.spawn(started)

@@ -270,6 +270,77 @@ class Network:
                                      response_headers=response.headers, error=response.error)
         return response
 
+    def fire(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        *,
+        caller: str = "client",
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        timeout: float,
+    ) -> None:
+        """Send a request nobody waits for (open-loop load): recorded exactly like :meth:`request`.
+
+        A load generator's customer does nothing with the answer, so no task
+        needs to wait for it: the delivery is the only task, and a timer
+        records the timeout if the answer is late. Same history as
+        ``request``, for about two thirds of the cost.
+        """
+        loop = self.world.loop
+        start = loop.time()
+        method = method.upper()
+        recorder = self.world.recorder
+        try:
+            instance = self.resolve(target)
+        except ConnectError as exc:
+            recorder.exchange(start, start, caller, target, None, method, path, None, "refused",
+                              request_headers=headers, error=str(exc))
+            return
+        raw_headers = [(k.lower().encode(), str(v).encode()) for k, v in headers.items()] if headers else []
+        body = b""
+        if json is not None:
+            body = _ENCODE(json).encode()
+            raw_headers = raw_headers + JSON_HEADERS
+        query = urlencode(params, doseq=True).encode() if params else b""
+        flight = _Flight()
+        task = loop.create_task(self._deliver(caller, instance, method, path, query, raw_headers, body, flight))
+
+        def give_up() -> None:
+            if task.done():
+                return
+            task.remove_done_callback(answered)
+            if flight.phase == "network":
+                task.cancel()
+            else:
+                task.add_done_callback(_quiet)
+            exc = RequestTimeout(f"{caller} gave up on {method} {instance.address}{path} after {timeout:g} s",
+                                 target=instance.address, at=loop.time())
+            recorder.exchange(start, loop.time(), caller, instance.service, instance.address, method, path,
+                              None, exc.outcome, request_headers=headers, error=str(exc))
+
+        timer = loop.call_later(timeout, give_up)
+
+        def answered(done: asyncio.Task) -> None:
+            timer.cancel()
+            if done.cancelled():
+                return
+            exc = done.exception()
+            if isinstance(exc, NetworkError):
+                recorder.exchange(start, loop.time(), caller, instance.service, instance.address, method, path,
+                                  None, exc.outcome, request_headers=headers, error=str(exc))
+            elif exc is not None:
+                loop.call_exception_handler({"message": "unexpected error in a fired request", "exception": exc})
+            else:
+                response = done.result()
+                recorder.exchange(start, loop.time(), caller, instance.service, instance.address, method, path,
+                                  response.status, request_headers=headers, response_headers=response.headers,
+                                  error=response.error)
+
+        task.add_done_callback(answered)
+
     async def _deliver(self, caller, instance: Instance, method, path, query, raw_headers, body, flight) -> Response:
         injector = self.world.faults
         if injector.link_faults:
