@@ -55,3 +55,41 @@ def test_unhealthy_fault_fails_the_deep_health_check_of_every_instance_until_cle
 def test_latency_description_shows_only_its_distribution_parameters(world):
     handle = world.faults.inject({"fault": "latency", "target": "*", "dist": "lognormal", "median": 0.05, "sigma": 0.8})
     assert handle.fault.describe() == "latency on * (dist=lognormal, median=0.05, sigma=0.8, probability=1.0)"
+
+
+def _open_loop_history(use_fire: bool) -> list[str]:
+    from harness.load import open_loop
+
+    world = World(seed=4)
+    world.add_service("payments", instances=2)
+    # Constant latency: with random draws the two ways interleave draws differently
+    # (both deterministic, but not draw-for-draw the same).
+    world.faults.inject({"fault": "latency", "target": "payments", "dist": "constant", "value": 0.3})
+    world.faults.schedule([
+        {"at": 1, "until": 3, "fault": "hang", "target": "payments-1"},
+        {"at": 2, "until": 2.5, "fault": "crash", "target": "payments-2"},
+    ])
+    client = world.client("shopper")
+
+    def fired(i):
+        world.net.fire("POST", "payments", "/charges", caller="shopper", timeout=0.5,
+                       json={"order_id": f"o-{i}", "amount": 5})
+
+    async def awaited(i):
+        try:
+            await client.post("payments", "/charges", json={"order_id": f"o-{i}", "amount": 5}, timeout=0.5)
+        except Exception:
+            pass
+
+    open_loop(world, 40, until=5.0, fire=fired if use_fire else awaited)
+    world.run(until=8.0)
+    world.close()
+    return sorted(x.line() for x in world.recorder.exchanges)
+
+
+def test_fire_records_the_same_history_as_awaited_requests():
+    fired = _open_loop_history(use_fire=True)
+    awaited = _open_loop_history(use_fire=False)
+    assert fired == awaited
+    outcomes = {line.split("|")[-1] for line in fired}
+    assert {"ok", "timeout", "refused"} <= outcomes
