@@ -60,14 +60,17 @@ def test_list_shows_every_kata_and_the_breaker_levels(capsys):
     assert code == 0
     assert [line.split()[1] for line in out.splitlines() if line[:1].isdigit()] == [
         k.name for k in catalogue.katas()]
-    assert "coming soon" in out and "level 5  Backoff and state-change listeners" in out
+    assert "level 5  Backoff and state-change listeners" in out
+    if any(not k.levels for k in catalogue.katas()):
+        assert "coming soon" in out
 
 
 def test_bare_kata_shows_progress_and_the_next_step(capsys):
     code, out, _ = kata(capsys)
     assert code == 0
-    assert "breaker" in out and "0/5" in out and "coming soon" in out
-    assert "Next: breaker level 1" in out
+    assert "breaker" in out and "0/5" in out
+    first = next(k for k in catalogue.katas() if k.levels)  # the stubs fail everything
+    assert f"Next: {first.name} level 1" in out
 
 
 # -- check -----------------------------------------------------------------------------
@@ -121,7 +124,7 @@ def test_check_all_reports_every_kata_with_levels(capsys):
     code, out, _ = kata(capsys, "check", "--all", "--against", "solutions", "--json")
     report = json.loads(out)
     assert code == 0 and list(report) == ["version", "katas"]
-    assert [k["kata"] for k in report["katas"]] == ["breaker"]
+    assert [k["kata"] for k in report["katas"]] == [k.name for k in catalogue.katas() if k.levels]
 
 
 def test_a_seeded_check_fails_the_same_way_every_time(tmp_path):

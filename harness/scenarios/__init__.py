@@ -35,6 +35,11 @@ SCENARIOS: dict[str, tuple[Callable[..., ScenarioResult], str, tuple[str, ...]]]
                 ("no-breaker", "breaker", "breaker+timeout")),
     "fanout": (_fanout, "the profile page: three calls made one after another vs in parallel",
                ("client-sequential", "gateway-sequential", "gateway-parallel")),
+    # registry scenarios:
+    # composer scenarios:
+    # saga scenarios:
+    # tracing scenarios:
+    # canary scenarios:
 }
 
 
