@@ -79,10 +79,16 @@ class Subscription:
             self._wakeup.set_result(None)
 
     def unsubscribe(self) -> None:
+        if not self.active:
+            return
         self.active = False
         if self._task is not None:
             self._task.cancel()
         self.bus._subs[self.topic].remove(self)
+        # Messages waiting here will never be delivered: drain() must not wait for them.
+        for _ in range(len(self.queue)):
+            self.bus._settle()
+        self.queue.clear()
 
     async def _consume(self) -> None:
         loop = self.bus.world.loop
@@ -166,6 +172,7 @@ class EventBus:
         try:
             await sub.handler(message)
         except asyncio.CancelledError:
+            self._settle()  # unsubscribed (or the world closed) mid-delivery: nobody will finish it
             raise
         except Exception as exc:  # a nack: the consumer did not finish
             recorder.event(loop.time(), "nack", message.topic, id=message.id, to=sub.name,
@@ -202,8 +209,10 @@ class EventBus:
     async def drain(self) -> None:
         """Wait until every message is acknowledged or dead-lettered."""
         while self._pending > 0:
-            self._idle = self.world.loop.create_future()
-            await self._idle
+            if self._idle is None or self._idle.done():
+                self._idle = self.world.loop.create_future()
+            # Shared by every drainer; shielded so one drainer giving up does not wake the others.
+            await asyncio.shield(self._idle)
 
     def dead_letters(self, topic: str | None = None) -> list[Message]:
         """All dead-lettered messages (of one topic, or all)."""

@@ -36,10 +36,10 @@ def quantile(values: Sequence[float], q: float) -> float | None:
     >>> quantile([5, 1, 4, 2, 3], 0.5), quantile([5, 1, 4, 2, 3], 0.9)
     (3, 5)
     """
+    if not 0 < q <= 1:  # checked first: a bad q is a bug even before any data arrives
+        raise ValueError("q must be in (0, 1]")
     if not values:
         return None
-    if not 0 < q <= 1:
-        raise ValueError("q must be in (0, 1]")
     ordered = sorted(values)
     rank = max(1, math.ceil(q * len(ordered)))
     return ordered[rank - 1]

@@ -13,7 +13,7 @@ import asyncio
 
 from fastapi.responses import JSONResponse
 
-from ..http import NetworkError
+from ..http import MalformedResponse, NetworkError
 from ..network import InstanceContext
 from .base import new_app
 
@@ -30,7 +30,10 @@ def create_app(ctx: InstanceContext):
             return name, None, f"{service}: {exc.outcome}"
         if r.status >= 400:
             return name, None, f"{service}: HTTP {r.status}"
-        return name, r.json(), None
+        try:
+            return name, r.json(), None
+        except MalformedResponse:  # a garbled part is a failed part, not a gateway crash
+            return name, None, f"{service}: malformed response"
 
     def calls(user_id: str):
         return [

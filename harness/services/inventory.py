@@ -55,13 +55,16 @@ def create_app(ctx: InstanceContext):
     @app.post("/reservations", status_code=201)
     async def reserve(req: ReservationRequest, idempotency_key: str | None = Header(default=None)):
         def run():
+            wanted: dict[str, int] = {}  # per SKU: a SKU listed twice must not be checked twice
             for item in req.items:
                 if item.sku not in stock:
                     return 404, {"detail": f"no sku {item.sku}"}
                 if item.qty <= 0:
                     return 400, {"detail": "qty must be positive"}
-                if stock[item.sku]["available"] < item.qty:
-                    return 409, {"detail": f"not enough {item.sku}", "available": stock[item.sku]["available"]}
+                wanted[item.sku] = wanted.get(item.sku, 0) + item.qty
+            for sku, qty in wanted.items():
+                if stock[sku]["available"] < qty:
+                    return 409, {"detail": f"not enough {sku}", "available": stock[sku]["available"]}
             for item in req.items:
                 stock[item.sku]["available"] -= item.qty
                 stock[item.sku]["reserved"] += item.qty

@@ -133,6 +133,9 @@ def create_app(ctx: InstanceContext):
         if r.status == 402:
             order["status"] = "declined"
             return JSONResponse({"order": order, "detail": "card declined"}, status_code=402)
+        if r.status >= 400:  # payments refused the charge (a bad amount, say): nothing was paid
+            order["status"] = "failed"
+            return JSONResponse({"order": order, "detail": r.json().get("detail")}, status_code=r.status)
         order["status"] = "paid"
         return JSONResponse({"order": order, "charge": r.json()}, status_code=201)
 
