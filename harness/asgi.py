@@ -51,7 +51,26 @@ from starlette.responses import Response as StarletteResponse
 
 Headers = list[tuple[bytes, bytes]]
 
-__all__ = ["AppCaller"]
+__all__ = ["AppCaller", "check_async_endpoints"]
+
+
+def check_async_endpoints(app: FastAPI, where: str) -> None:
+    """Refuse plain ``def`` endpoints: FastAPI runs them in a thread pool, outside virtual time.
+
+    >>> app = FastAPI()
+    >>> @app.get("/legacy")
+    ... def legacy():
+    ...     return {}
+    >>> check_async_endpoints(app, "legacy-1")
+    Traceback (most recent call last):
+    ...
+    TypeError: legacy-1: GET /legacy is a sync endpoint (def legacy): make it 'async def' (a sync endpoint runs in a thread pool, outside virtual time)
+    """
+    for route in app.routes:
+        if isinstance(route, APIRoute) and not inspect.iscoroutinefunction(route.endpoint):
+            methods = ",".join(sorted(route.methods))
+            raise TypeError(f"{where}: {methods} {route.path} is a sync endpoint (def {route.endpoint.__name__}): "
+                            "make it 'async def' (a sync endpoint runs in a thread pool, outside virtual time)")
 
 _NO_HEADERS: Headers = []
 

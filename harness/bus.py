@@ -116,8 +116,10 @@ class EventBus:
     def subscribe(self, topic: str, handler: Handler, *, name: str | None = None,
                   max_attempts: int = 5, backoff: float = 1.0, backoff_factor: float = 2.0) -> Subscription:
         """Deliver every message on ``topic`` to ``handler`` (an async function)."""
-        if not asyncio.iscoroutinefunction(handler) and not callable(handler):
-            raise TypeError("handler must be an async function taking a Message")
+        call_method = type(handler).__dict__.get("__call__")  # an object with `async def __call__`
+        if not asyncio.iscoroutinefunction(handler) and not asyncio.iscoroutinefunction(call_method):
+            raise TypeError(f"subscribe({topic!r}, ...): the handler must be an 'async def' function "
+                            f"taking a Message, got {handler!r}")
         subs = self._subs.setdefault(topic, [])
         name = name or f"{topic}-sub-{len(subs) + 1}"
         sub = Subscription(self, topic, handler, name, max_attempts, backoff, backoff_factor)
@@ -142,7 +144,7 @@ class EventBus:
 
     def _route(self, sub: Subscription, message: Message, *, delay: float | None = None) -> None:
         """Put a message on its way to a subscription, through the bus faults."""
-        rng = self.world.faults._rng
+        rng = self.world.rng("bus-faults")
         copies = 1
         for fault in self._faults("duplicate", message.topic):
             if fault.params["probability"] >= 1 or rng.random() < fault.params["probability"]:
@@ -180,7 +182,7 @@ class EventBus:
             self._retry_or_dead_letter(sub, message)
             self._settle()
             return
-        rng = self.world.faults._rng
+        rng = self.world.rng("bus-faults")
         lost = any(f.params["probability"] >= 1 or rng.random() < f.params["probability"]
                    for f in self._faults("drop-ack", message.topic))
         if lost:  # the work was done but the bus never heard: it will deliver again

@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI
 
-from .asgi import AppCaller
+from .asgi import AppCaller, check_async_endpoints
 from .capacity import Capacity, Overloaded
 from .http import ConnectError, ConnectionReset, NetworkError, RequestTimeout, Response
 
@@ -96,6 +96,7 @@ class Instance:
         self.queue = queue
         self.ctx = InstanceContext(world, address, service, release, db, options)
         self.app = factory(self.ctx)
+        check_async_endpoints(self.app, address)
         self.caller = AppCaller(self.app, fast=world.fast_path)
         self.capacity = Capacity(workers, queue)
         self.up = True

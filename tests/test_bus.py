@@ -369,5 +369,13 @@ def test_a_subscription_is_named_after_its_topic_unless_named(world):
 
 
 def test_a_handler_must_be_callable(world):
-    with pytest.raises(TypeError, match="async function"):
+    with pytest.raises(TypeError, match="async def"):
         world.bus.subscribe("orders", "not a handler")
+
+
+def test_a_sync_handler_is_refused_with_a_reason(world):
+    def on_order(message):  # forgot `async`: it would fail every delivery
+        pass
+
+    with pytest.raises(TypeError, match="must be an 'async def' function"):
+        world.bus.subscribe("orders", on_order)

@@ -310,12 +310,6 @@ def _sync_app(release: threading.Event):
     return factory
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "clock.py: VirtualTimeLoop._run_once raises Deadlock as soon as nothing is ready and no "
-    "timer is pending, even while an executor thread (a sync FastAPI endpoint) is still working "
-    "and will wake the loop; the message blames 'an await with no timeout' instead of naming "
-    "the sync endpoint (a quick endpoint sometimes wins the race and answers)"
-))
 def test_a_sync_endpoint_answers_or_fails_with_a_reason_that_names_it():
     release = threading.Event()
     with World(seed=1) as w:
