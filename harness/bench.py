@@ -30,6 +30,7 @@ from fastapi import FastAPI
 __all__ = ["GOALS", "run_bench"]
 
 GOALS = {
+    "grade_30_submissions_wall_s": ("<=", 60.0),
     "ratio_harness_vs_httpx_asgi": (">=", 5.0),
     "ratio_harness_vs_uvicorn_loopback": (">=", 20.0),
     "experiment_2000_requests_wall_s": ("<=", 0.2),
@@ -201,6 +202,36 @@ def cascade_wall() -> dict[str, float]:
     return out
 
 
+def grading_wall(submissions: int = 30) -> float:
+    """Wall seconds of ``kata grade`` on a generated class: every kata with levels,
+    a mix of finished, unstarted and half-finished work, in a subprocess."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from .toolchain import catalogue
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="kata-bench-class-") as tmp:
+        klass = Path(tmp) / "class"
+        for i in range(submissions):
+            folder = klass / f"learner-{i:02d}" / "katas"
+            folder.mkdir(parents=True)
+            for kata in catalogue.katas():
+                if not kata.levels:
+                    continue
+                source = (root / "solutions" if i % 3 else root / "katas") / f"{kata.name}.py"
+                if i % 5 == 4:
+                    continue  # this learner did not hand this one in
+                shutil.copyfile(source, folder / f"{kata.name}.py")
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "harness", "grade", str(klass), "--out", str(Path(tmp) / "grades"),
+                        "--quiet"], check=True, capture_output=True)
+        return time.perf_counter() - started
+
+
 def run_bench(*, rounds: int = 5, quick: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure everything; returns ``{"figures", "ratios", "goals", "method"}``."""
     say = progress or (lambda _msg: None)
@@ -231,6 +262,8 @@ def run_bench(*, rounds: int = 5, quick: bool = False, progress: Callable[[str],
     if not quick:
         say("cascade scenario, per variant")
         figures.update({k: round(v, 3) for k, v in cascade_wall().items()})
+    say("grading a class of 30")
+    figures["grade_30_submissions_wall_s"] = round(grading_wall(), 2)
     say("kata check timings")
     try:
         from .toolchain.timing import check_timings

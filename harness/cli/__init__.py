@@ -28,9 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _commands():
     # Each module has register(subparsers) which sets func=run on its parser.
-    from . import bench, lab, serve, simulate
+    from . import bench, grade, lab, serve, simulate
 
-    modules = [simulate, bench, serve, lab]
+    modules = [simulate, grade, bench, serve, lab]
     try:  # the kata toolchain (issue 3) adds its commands here
         from . import katas as kata_commands
 
