@@ -6,8 +6,9 @@ sent as soon as it is known, signed with a per-job key, so a job that dies
 or hangs half-way still gets the levels it passed, and a line printed by
 the learner's code can never pass for a result.
 
->>> sign(b"key", '{"level": 1}')[:16]
-'7f6ec1a4c6e1c6d1'
+>>> line = sign(b"key", '{"level": 1}') + ' {"level": 1}'
+>>> verify(b"key", line), verify(b"another key", line)
+({'level': 1}, None)
 """
 
 from __future__ import annotations
