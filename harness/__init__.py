@@ -31,7 +31,8 @@ _WHERE = {
     "SHOP": "services",
     "World": "world",
     # Drawing and notebooks (matplotlib / ipywidgets load only when used).
-    "plots": None, "widgets": None, "quiz": None, "scenarios": None,
+    "plots": None, "widgets": None, "quiz": None, "scenarios": None, "slo": None,
+    "SLO": "slo",
     "check_answer": "quiz", "FaultPanel": "widgets", "experiment": "widgets",
 }
 
@@ -122,6 +123,8 @@ __all__ = [
     "plots",
     "quiz",
     "scenarios",
+    "slo",
+    "SLO",
     "widgets",
     "parse_fault",
     "parse_schedule",
