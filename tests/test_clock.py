@@ -246,7 +246,8 @@ def test_world_clock_follows_the_world_loop(world):
 # -- nothing in the harness reads the wall clock ------------------------------------------
 
 HARNESS = Path(harness.__file__).parent
-WALL_CLOCK_ALLOWED = {"realmode.py", "bench.py"}  # real servers, real stopwatches
+# Real servers, real stopwatches, and the grader's deadlines for learner processes.
+WALL_CLOCK_ALLOWED = {"realmode.py", "bench.py", "grading/grader.py"}
 WALL_CLOCK_CALLS = {
     ("time", "time"), ("time", "time_ns"), ("time", "monotonic"), ("time", "monotonic_ns"),
     ("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today"),
@@ -285,12 +286,12 @@ def test_the_wall_clock_detector_finds_what_it_should():
 def test_nothing_in_the_harness_reads_the_wall_clock():
     offenders = {}
     for path in sorted(HARNESS.rglob("*.py")):
-        if path.name in WALL_CLOCK_ALLOWED and path.parent == HARNESS:
+        if path.relative_to(HARNESS).as_posix() in WALL_CLOCK_ALLOWED:
             continue
         found = wall_clock_reads(path.read_text(encoding="utf-8"))
         if found:
             offenders[str(path.relative_to(HARNESS.parent))] = found
-    assert offenders == {}, f"wall-clock reads outside realmode.py/bench.py: {offenders}"
+    assert offenders == {}, f"wall-clock reads outside {sorted(WALL_CLOCK_ALLOWED)}: {offenders}"
 
 
 # -- known problem in clock.py (not ours to edit) ---------------------------------------------
