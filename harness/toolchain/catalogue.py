@@ -9,8 +9,8 @@ model).
 ('Circuit breaker', 5, 'Trip and fail fast')
 >>> [k.name for k in katas()][:3]
 ['registry', 'breaker', 'composer']
->>> kata("registry").coming
-True
+>>> kata("breaker").coming
+False
 """
 
 from __future__ import annotations
