@@ -250,7 +250,17 @@ class Network:
                 response = await deliver
             else:
                 task = loop.create_task(deliver)
-                if not await _finished_within(loop, task, timeout):
+                try:
+                    finished = await _finished_within(loop, task, timeout)
+                except asyncio.CancelledError:
+                    # The caller itself was cancelled (a deadline above it): a request
+                    # still in the network goes nowhere; one being served finishes, unread.
+                    if flight.phase == "network":
+                        task.cancel()
+                    else:
+                        task.add_done_callback(_quiet)
+                    raise
+                if not finished:
                     if flight.phase == "network":
                         task.cancel()  # swallowed by a hang or partition: nothing to finish
                     else:

@@ -100,6 +100,13 @@ class World:
         self.closed = True
         _cancel_leftovers(self.loop)
         self.loop.close()
+        # FastAPI keeps endpoint functions in lru_caches; their closures hold each
+        # instance's context and, through it, this whole world. Cut those links so
+        # a closed world can be freed (the recorder stays readable).
+        for instance in self.net.instances.values():
+            instance.ctx.__dict__.clear()
+            instance.app = None
+            instance.caller = None
 
     def __enter__(self) -> World:
         return self

@@ -10,7 +10,13 @@ from harness.cli import main
 from harness.scenarios import SCENARIOS, cascade, run_scenario
 
 # Small versions of each scenario, for the many-seeds checks.
-SMALL = {"cascade": {"duration": 20.0}, "fanout": {"requests": 5}}
+SMALL = {
+    "cascade": {"duration": 20.0},
+    "fanout": {"requests": 5},
+    "flapping": {"duration": 20.0},
+    "fanout-cache": {"duration": 120.0},
+    "slow-backend": {"duration": 40.0},
+}
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -52,7 +52,7 @@ def run(args) -> int:
 
     if args.list or not args.scenario:
         for name, text, variants in describe():
-            print(f"{name:10} {text}\n{'':10} variants: {', '.join(variants)}")
+            print(f"{name:14} {text}\n{'':14} variants: {', '.join(variants)}")
         return 0
     if args.scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})")

@@ -29,12 +29,37 @@ def _fanout(**kwargs: Any) -> ScenarioResult:
     return fanout.run(**kwargs)
 
 
+def _flapping(**kwargs: Any) -> ScenarioResult:
+    from . import flapping
+
+    return flapping.run(**kwargs)
+
+
+def _fanout_cache(**kwargs: Any) -> ScenarioResult:
+    from . import fanout_cache
+
+    return fanout_cache.run(**kwargs)
+
+
+def _slow_backend(**kwargs: Any) -> ScenarioResult:
+    from . import slow_backend
+
+    return slow_backend.run(**kwargs)
+
+
 # name -> (runner, one-line description, variants)
 SCENARIOS: dict[str, tuple[Callable[..., ScenarioResult], str, tuple[str, ...]]] = {
     "cascade": (_cascade, "payments hangs for 60 s under 100 checkouts/s: with and without a circuit breaker",
                 ("no-breaker", "breaker", "breaker+timeout")),
     "fanout": (_fanout, "the profile page: three calls made one after another vs in parallel",
                ("client-sequential", "gateway-sequential", "gateway-parallel")),
+    "flapping": (_flapping, "catalog instances crash and flap under 20 requests/s: static round-robin vs "
+                 "a health-checked registry, without and with retries",
+                 ("static-round-robin", "registry", "registry+retry")),
+    "fanout-cache": (_fanout_cache, "the profile page behind a 60 s cache: latency, backend calls saved, "
+                     "a users outage", ("no-cache", "ttl-cache", "coalescing", "stale-if-error")),
+    "slow-backend": (_slow_backend, "orders takes 3 s for a minute: per-call timeouts vs one overall deadline",
+                     ("sequential", "parallel", "deadline")),
     # registry scenarios:
     # composer scenarios:
     # saga scenarios:

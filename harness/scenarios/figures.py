@@ -60,7 +60,9 @@ def availability_axes(ax, recorder: Recorder, *, caller: str = "customer", bucke
 
 
 def scenario_figure(result: ScenarioResult) -> Figure:
-    """The figure of a scenario: availability per variant, or latency per variant."""
+    """The figure of a scenario: its own (``result.plot``), or availability/latency per variant."""
+    if result.plot is not None:
+        return result.plot(result)
     if result.name == "fanout":
         fig = Figure(figsize=(7, 3.2))
         ax = fig.add_subplot()

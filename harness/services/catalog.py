@@ -2,14 +2,16 @@
 
 ``/v1/products/{sku}`` answers a price in units (``19.99``); ``/v2`` in cents
 (``1999``) with a currency, a breaking change that is why both stay up.
-``/products`` is ``/v1``. The ``v2`` release of the service can be told to
+``/products`` is ``/v1``; ``?sku=a&sku=b`` asks for several products in one call. The ``v2`` release of the service can be told to
 misbehave for canary lessons through ``options["bug_rate"]``: that share of
 its answers are 500s, drawn from the seed.
 """
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+from typing import Annotated
+
+from fastapi import HTTPException, Query
 
 from ..network import InstanceContext
 from .base import new_app
@@ -47,8 +49,11 @@ def create_app(ctx: InstanceContext):
 
     @app.get("/products")
     @app.get("/v1/products")
-    async def list_v1():
-        return [v1(p) for p in products.values()]
+    async def list_v1(sku: Annotated[list[str] | None, Query()] = None):
+        """Every product, or only the given ones (``?sku=sku-1&sku=sku-3``: one call, not N)."""
+        if sku is None:
+            return [v1(p) for p in products.values()]
+        return [v1(products[s]) for s in dict.fromkeys(sku) if s in products]
 
     @app.get("/products/{sku}")
     @app.get("/v1/products/{sku}")
