@@ -241,6 +241,8 @@ class AppCaller:
         except Exception as exc:
             if not messages:
                 return 500, [(b"content-type", b"text/plain")], b"Internal Server Error", repr(exc)
+        if not messages:  # e.g. a middleware that swallowed an error and answered nothing
+            return 500, [(b"content-type", b"text/plain")], b"Internal Server Error", "the app sent no response"
         return _unpack(messages)
 
 

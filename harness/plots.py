@@ -578,7 +578,7 @@ def health_colour(error_rate: float | None) -> str:
         return "grey"
     if error_rate < 0 or math.isnan(error_rate):
         raise ValueError(f"error rate must be a fraction >= 0, got {error_rate!r}")
-    # Rounded so that float noise (3 errors / 60 calls = 0.05000000000000001)
+    # Rounded so that float noise (1 - 57/60 = 0.050000000000000044)
     # does not push a rate that *is* 5 % over the boundary.
     rate = round(error_rate, 12)
     low, high = HEALTH_THRESHOLDS

@@ -41,7 +41,9 @@ def quantile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, math.ceil(q * len(ordered)))
+    # q * n in floats can land a hair above a whole number (0.07 * 100 = 7.000000000000001):
+    # round that noise away before taking the ceiling.
+    rank = max(1, math.ceil(round(q * len(ordered), 9)))
     return ordered[rank - 1]
 
 

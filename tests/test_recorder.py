@@ -257,3 +257,8 @@ def test_the_network_records_what_the_caller_saw(world):
         "browser", "users", "users-1", "GET", "/users/user-1", 200)
     assert x.request_headers == {"X-Trace": "t1"}
     assert x.response_headers["content-type"] == "application/json"
+
+
+def test_nearest_rank_is_not_fooled_by_float_noise():
+    # 0.07 * 100 is 7.000000000000001 in floats: the rank is still 7.
+    assert quantile(list(range(1, 101)), 0.07) == 7
