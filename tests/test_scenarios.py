@@ -16,6 +16,8 @@ SMALL = {
     "flapping": {"duration": 20.0},
     "fanout-cache": {"duration": 120.0},
     "slow-backend": {"duration": 40.0},
+    "bad-release": {"stage_seconds": 60.0, "rate": 2.0},
+    "mesh": {"duration": 60.0},
 }
 
 

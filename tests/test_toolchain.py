@@ -205,6 +205,14 @@ def test_an_endless_loop_times_out(tmp_path):
     assert "endless loop" in next(t.message for t in report.levels[0].tests if t.status == "timeout")
 
 
+def test_after_one_timeout_the_rest_of_the_level_is_not_run(tmp_path):
+    looping = SOLUTION.read_text().replace("return self._state\n", "while True:\n            pass\n")
+    report = check_kata("breaker", folder_with(tmp_path, looping), level=1, time_limit=0.05)
+    messages = [t.message for t in report.levels[0].tests if t.status == "timeout"]
+    assert sum("endless loop" in m for m in messages) == 1  # one limit spent, not one per check
+    assert all("not run: an earlier check" in m for m in messages if "endless loop" not in m)
+
+
 # -- hint --------------------------------------------------------------------------------
 def test_hint_gives_the_first_failing_levels_hint(capsys, tmp_path):
     code, out, _ = kata(capsys, "hint", "breaker")

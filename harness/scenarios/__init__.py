@@ -47,6 +47,23 @@ def _slow_backend(**kwargs: Any) -> ScenarioResult:
     return slow_backend.run(**kwargs)
 
 
+def _bad_release(**kwargs: Any) -> ScenarioResult:
+    from . import bad_release
+
+    return bad_release.run(**kwargs)
+
+
+def _mesh(**kwargs: Any) -> ScenarioResult:
+    from . import mesh
+
+    return mesh.run(**kwargs)
+
+def _saga_chaos(**kwargs: Any) -> ScenarioResult:
+    from . import saga_chaos
+
+    return saga_chaos.run(**kwargs)
+
+
 # name -> (runner, one-line description, variants)
 SCENARIOS: dict[str, tuple[Callable[..., ScenarioResult], str, tuple[str, ...]]] = {
     "cascade": (_cascade, "payments hangs for 60 s under 100 checkouts/s: with and without a circuit breaker",
@@ -60,6 +77,10 @@ SCENARIOS: dict[str, tuple[Callable[..., ScenarioResult], str, tuple[str, ...]]]
                      "a users outage", ("no-cache", "ttl-cache", "coalescing", "stale-if-error")),
     "slow-backend": (_slow_backend, "orders takes 3 s for a minute: per-call timeouts vs one overall deadline",
                      ("sequential", "parallel", "deadline")),
+    "bad-release": (_bad_release, "a canary rolled out 10/25/50/75/100 %: a good release, a bad one, and the "
+                    "bad one judged the seed's way", ("good-release", "bad-release", "seed-check")),
+    "mesh": (_mesh, "catalog-2 answers 503 for two minutes: no mesh, the mesh's retries, retries + outlier ejection",
+             ("no-mesh", "retries", "retries+ejection")),
     # registry scenarios:
     # composer scenarios:
     # saga scenarios:
