@@ -36,6 +36,11 @@ def kata_dir(against: str) -> Path:
         spec = importlib.util.find_spec(against)
         if spec is not None and spec.submodule_search_locations:
             return Path(list(spec.submodule_search_locations)[0])
+        # Not importable (an install made before the folder existed): the folder
+        # beside the harness package, in a clone of the workbook.
+        beside = Path(__file__).resolve().parents[2] / against
+        if beside.is_dir():
+            return beside
     path = Path(against).expanduser()
     if not path.is_dir():
         raise KataLoadError(f"no folder {against!r} (give katas, solutions or a folder of kata files)")
