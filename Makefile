@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: lab test install lint clean
+.PHONY: lab test install browser lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ lab: install
 
 test: install
 	$(BIN)/python -m pytest
+
+browser: install  # Debian's chromium for the JupyterLab end-to-end test (needs root or sudo)
+	bash .ci/setup-browser $(VENV)
 
 lint: install
 	$(BIN)/ruff check harness katas solutions tests
