@@ -18,6 +18,7 @@ SMALL = {
     "slow-backend": {"duration": 40.0},
     "bad-release": {"stage_seconds": 60.0, "rate": 2.0},
     "mesh": {"duration": 60.0},
+    "game-day": {"duration": 30.0},
 }
 
 

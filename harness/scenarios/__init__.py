@@ -64,6 +64,12 @@ def _saga_chaos(**kwargs: Any) -> ScenarioResult:
     return saga_chaos.run(**kwargs)
 
 
+def _game_day(**kwargs: Any) -> ScenarioResult:
+    from . import game_day
+
+    return game_day.run(**kwargs)
+
+
 # name -> (runner, one-line description, variants)
 SCENARIOS: dict[str, tuple[Callable[..., ScenarioResult], str, tuple[str, ...]]] = {
     "cascade": (_cascade, "payments hangs for 60 s under 100 checkouts/s: with and without a circuit breaker",
@@ -81,6 +87,9 @@ SCENARIOS: dict[str, tuple[Callable[..., ScenarioResult], str, tuple[str, ...]]]
                     "bad one judged the seed's way", ("good-release", "bad-release", "seed-check")),
     "mesh": (_mesh, "catalog-2 answers 503 for two minutes: no mesh, the mesh's retries, retries + outlier ejection",
              ("no-mesh", "retries", "retries+ejection")),
+    "game-day": (_game_day, "the whole shop for 10 minutes under a chaos schedule (payments hang, catalog "
+                 "crash and flap, slow inventory, a bad catalog v2): without and with the learner's "
+                 "patterns, judged by SLOs", ("unprotected", "protected")),
     # registry scenarios:
     # composer scenarios:
     # saga scenarios:
