@@ -271,6 +271,13 @@ def run_bench(*, rounds: int = 5, quick: bool = False, progress: Callable[[str],
         pass
     else:
         figures.update(check_timings())
+    try:
+        from .checks.saga import saga_check_timing
+    except ImportError:
+        pass
+    else:
+        say("kata check saga")
+        figures.update({k: round(v, 3) for k, v in saga_check_timing().items()})
     h = figures["harness_req_per_s"]
     ratios = {
         "ratio_harness_vs_httpx_asgi": round(h / figures["httpx_asgi_req_per_s"], 2),

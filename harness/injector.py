@@ -211,13 +211,14 @@ class FaultInjector:
             f = entry.fault
             if f.kind not in BUS_FAULTS and f.target != "*":
                 self._check_target(f.target)
-            if f.source:
+            if f.source and f.source != "*":  # "*" or a client of this world ("customer") is fine too
                 self._check_target(f.source)
         return self.world.spawn(self._run_schedule(schedule))
 
     def _check_target(self, name: str) -> None:
         net = self.world.net
-        if name not in net.instances and name not in net.services and name != "client":
+        if (name not in net.instances and name not in net.services and name != "client"
+                and name not in self.world.client_names):
             from .faults import FaultError
 
             known = ", ".join(sorted(net.services))

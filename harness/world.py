@@ -51,6 +51,7 @@ class World:
         self.bus = EventBus(self)
         self._dbs: dict[str, dict] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.client_names: set[str] = set()  # callers outside the shop, for fault targets
         self.closed = False
 
     # -- randomness ----------------------------------------------------------------
@@ -175,6 +176,7 @@ class World:
 
     def client(self, name: str = "client") -> Client:
         """A named caller outside the shop (a browser, a load generator, a test)."""
+        self.client_names.add(name)
         return Client(self.net, caller=name)
 
     def digest(self) -> str:

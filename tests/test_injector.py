@@ -496,3 +496,12 @@ def test_the_callers_timeout_does_not_cancel_the_server_side_work(world):
     assert world.run(impatient_checkout()) == (1.0, 0)
     assert [(c["order_id"], c["at"]) for c in _charges(world)] == [("ord-1", 10.0)]
     assert world.recorder.exchanges[-1].outcome == "timeout"
+
+
+def test_a_partition_may_cut_off_a_named_client_or_everyone(world):
+    world.add_service("payments")
+    customer = world.client("customer")
+    world.faults.schedule([{"at": 0, "fault": "partition", "source": "customer", "target": "payments"},
+                           {"at": 0, "fault": "partition", "source": "*", "target": "payments", "until": 1}])
+    with pytest.raises(RequestTimeout):
+        world.run(customer.get("payments", "/health", timeout=2))

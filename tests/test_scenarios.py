@@ -19,6 +19,7 @@ SMALL = {
     "bad-release": {"stage_seconds": 60.0, "rate": 2.0},
     "mesh": {"duration": 60.0},
     "game-day": {"duration": 30.0},
+    "saga-chaos": {"orders": 10},
 }
 
 

@@ -90,6 +90,9 @@ SCENARIOS: dict[str, tuple[Callable[..., ScenarioResult], str, tuple[str, ...]]]
     "game-day": (_game_day, "the whole shop for 10 minutes under a chaos schedule (payments hang, catalog "
                  "crash and flap, slow inventory, a bad catalog v2): without and with the learner's "
                  "patterns, judged by SLOs", ("unprotected", "protected")),
+    "saga-chaos": (_saga_chaos, "40 orders through a saga while payments and inventory lose answers, "
+                   "crash and hang: the seed's flows vs a hardened one, and the saga invariants",
+                   ("seed-step-functions", "hardened-step-functions", "seed-choreography")),
     # registry scenarios:
     # composer scenarios:
     # saga scenarios:
