@@ -149,15 +149,7 @@ class AppCaller:
         scope["path_params"] = params
         scope["route"] = route
         scope["endpoint"] = route.endpoint
-        sent = False
-
-        async def receive():
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
+        receive = _receiver(body)
         request = Request(scope, receive)
         try:
             async with AsyncExitStack() as stack:
@@ -224,14 +216,7 @@ class AppCaller:
     async def _asgi_call(self, method, path, query, headers, body):
         scope = self._scope(method, path, query, headers)
         messages: list[dict] = []
-        sent = False
-
-        async def receive():
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        receive = _receiver(body)
 
         async def send(message):
             messages.append(message)
@@ -360,6 +345,20 @@ class _Binder:
             except ValidationError:
                 return None
         return kwargs
+
+
+def _receiver(body: bytes):
+    """An ASGI ``receive``: the whole body once, then a disconnect."""
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def _unpack(messages: list[dict]) -> tuple[int, Headers, bytes, str | None]:

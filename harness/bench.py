@@ -71,6 +71,17 @@ def _harness_runner(*, fast: bool = True, bind: bool = True) -> Callable[[int], 
     return run
 
 
+def _timed(loop: asyncio.AbstractEventLoop, go) -> Callable[[int], float]:
+    """``run(n)``: requests per second of ``go(n)`` on ``loop``."""
+
+    def run(n: int) -> float:
+        started = time.perf_counter()
+        loop.run_until_complete(go(n))
+        return n / (time.perf_counter() - started)
+
+    return run
+
+
 def _raw_asgi_runner() -> Callable[[int], float]:
     app = trivial_app()
     loop = asyncio.new_event_loop()
@@ -93,12 +104,7 @@ def _raw_asgi_runner() -> Callable[[int], float]:
         for i in range(n):
             await call(f"/items/{i}")
 
-    def run(n: int) -> float:
-        started = time.perf_counter()
-        loop.run_until_complete(go(n))
-        return n / (time.perf_counter() - started)
-
-    return run
+    return _timed(loop, go)
 
 
 def _httpx_runner() -> Callable[[int], float]:
@@ -112,12 +118,7 @@ def _httpx_runner() -> Callable[[int], float]:
         for i in range(n):
             await client.get(f"/items/{i}")
 
-    def run(n: int) -> float:
-        started = time.perf_counter()
-        loop.run_until_complete(go(n))
-        return n / (time.perf_counter() - started)
-
-    return run
+    return _timed(loop, go)
 
 
 class _Uvicorn:
@@ -161,12 +162,7 @@ def _uvicorn_runner(port: int) -> Callable[[int], float]:
         for i in range(n):
             await client.get(f"/items/{i}")
 
-    def run(n: int) -> float:
-        started = time.perf_counter()
-        loop.run_until_complete(go(n))
-        return n / (time.perf_counter() - started)
-
-    return run
+    return _timed(loop, go)
 
 
 # -- experiments -------------------------------------------------------------------------
