@@ -24,11 +24,41 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 
-__all__ = ["Check", "CheckFailed", "Context", "checks_for", "level"]
+__all__ = ["Check", "CheckFailed", "Context", "checks_for", "failure_message", "level"]
 
 
 class CheckFailed(AssertionError):
     """A check's verdict: the learner's code did not do what the level asks."""
+
+
+def failure_message(steps: list[str], *, got: str, expected: str, why: str | None = None,
+                    at: float | None = None, seed: int, keep: int = 14, head: int = 1) -> str:
+    """The one shape of every kata's failure message (Exercism-style).
+
+    Long stories keep their first ``head`` steps (the set-up) and the last ones.
+
+    >>> print(failure_message(["b = Breaker(fail_max=2)", "t=0  b.call(fails)", "t=0  b.call(fails)"],
+    ...                       got="state 'closed'", expected="'open'", why="off by one", at=0.0, seed=3, keep=2))
+    What was done:
+      b = Breaker(fail_max=2)
+      ... (1 more step)
+      t=0  b.call(fails)
+    What came back: state 'closed'
+    Expected: 'open'
+    Likely cause: off by one
+    (virtual time t=0, seed 3)
+    """
+    shown = list(steps)
+    if len(shown) > keep:
+        hidden = len(shown) - keep
+        shown = [*shown[:head], f"... ({hidden} more step{'s' if hidden > 1 else ''})", *shown[-(keep - head):]]
+    lines = ["What was done:", *(f"  {line}" for line in shown)] if shown else []
+    lines += [f"What came back: {got}", f"Expected: {expected}"]
+    if why:
+        lines.append(f"Likely cause: {why}")
+    when = f"virtual time t={at:g}, " if at is not None else ""
+    lines.append(f"({when}seed {seed})")
+    return "\n".join(lines)
 
 
 @dataclass

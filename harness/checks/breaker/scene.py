@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from harness.clock import Clock
 
-from .. import CheckFailed, Context
+from .. import CheckFailed, Context, failure_message
 
 __all__ = ["CardDeclined", "Outage", "Outcome", "Scene", "where"]
 
@@ -161,15 +161,8 @@ class Scene:
     # -- judging -------------------------------------------------------------------
     def fail(self, *, got: str, expected: str, why: str | None = None) -> NoReturn:
         """Stop the check with a message: what was done, got, expected, when, seed."""
-        shown = self.story[-STORY_LINES:]
-        if len(self.story) > STORY_LINES:
-            shown = [self.story[0], f"... ({len(self.story) - STORY_LINES - 1} more steps)", *shown[1:]]
-        lines = ["What was done:", *(f"  {line}" for line in shown),
-                 f"What came back: {got}", f"Expected: {expected}"]
-        if why:
-            lines.append(f"Likely cause: {why}")
-        lines.append(f"(virtual time t={self.clock.now():g}, seed {self.ctx.seed})")
-        raise CheckFailed("\n".join(lines))
+        raise CheckFailed(failure_message(self.story, got=got, expected=expected, why=why,
+                                          at=self.clock.now(), seed=self.ctx.seed, keep=STORY_LINES))
 
     def expect_value(self, outcome: Outcome, value: Any, *, why: str | None = None) -> None:
         if outcome.error is not None or outcome.value != value:

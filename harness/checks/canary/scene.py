@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from harness.http import ConnectError, ConnectionReset, RequestTimeout, Response
 from harness.recorder import Exchange
 
-from .. import CheckFailed, Context
+from .. import CheckFailed, Context, failure_message
 
 __all__ = ["STORY_LINES", "Scene", "ScriptedAnalysis", "Shop", "SpyAnalysis", "Upstream", "describe", "exchanges",
            "latencies", "where"]
@@ -62,17 +62,8 @@ class Scene:
 
     def fail(self, *, got: str, expected: str, why: str | None = None) -> NoReturn:
         """Stop the check with a message: what was done, got, expected, when, seed."""
-        shown = self.story[-STORY_LINES:]
-        if len(self.story) > STORY_LINES:
-            shown = [self.story[0], f"... ({len(self.story) - STORY_LINES - 1} more steps)", *shown[1:]]
-        lines = ["What was done:", *(f"  {line}" for line in shown),
-                 f"What came back: {got}", f"Expected: {expected}"]
-        if why:
-            lines.append(f"Likely cause: {why}")
-        now = self.now()
-        when = f"virtual time t={now:g}, " if now is not None else ""
-        lines.append(f"({when}seed {self.ctx.seed})")
-        raise CheckFailed("\n".join(lines))
+        raise CheckFailed(failure_message(self.story, got=got, expected=expected, why=why,
+                                          at=self.now(), seed=self.ctx.seed, keep=STORY_LINES))
 
     def call(self, label: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the learner's code, note it, and turn a crash into a failure that says where."""

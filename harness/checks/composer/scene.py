@@ -28,7 +28,7 @@ from harness.http import NetworkError
 from harness.network import Client, Network
 from harness.world import World
 
-from .. import CheckFailed, Context
+from .. import CheckFailed, Context, failure_message
 
 __all__ = ["PROFILE", "SEED_TIMES", "WITH_CATALOG", "Call", "Outcome", "Shop", "WatchedClient", "first_difference", "leftover_tasks",
            "same_time", "where"]
@@ -254,17 +254,8 @@ class Shop:
     # -- judging -------------------------------------------------------------------
     def fail(self, *, got: str, expected: str, why: str | None = None) -> NoReturn:
         """Stop the check with a message: what was done, got, expected, when, seed."""
-        shown = self.story
-        if len(self.story) > STORY_LINES:  # the set-up line, then the last steps
-            hidden = len(self.story) - STORY_LINES
-            shown = [self.story[0], f"... ({hidden} more step{'s' if hidden > 1 else ''})",
-                     *self.story[-(STORY_LINES - 1):]]
-        lines = ["What was done:", *(f"  {line}" for line in shown),
-                 f"What came back: {got}", f"Expected: {expected}"]
-        if why:
-            lines.append(f"Likely cause: {why}")
-        lines.append(f"(virtual time t={self.world.now():g}, seed {self.ctx.seed})")
-        raise CheckFailed("\n".join(lines))
+        raise CheckFailed(failure_message(self.story, got=got, expected=expected, why=why,
+                                          at=self.world.now(), seed=self.ctx.seed, keep=STORY_LINES))
 
     def expect_composition(self, outcome: Outcome, *, why: str | None = None) -> Any:
         """The call returned a Composition (with data and errors); returns it."""

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 from harness.clock import Clock
 from harness.http import NetworkError
 
-from .. import CheckFailed, Context
+from .. import CheckFailed, Context, failure_message
 
 __all__ = ["ClientScene", "HealthScene", "LeaseScene", "ScriptedRegistry", "Story", "release", "show"]
 
@@ -73,15 +73,8 @@ class Story:
 
     def fail(self, *, got: str, expected: str, why: str | None = None) -> NoReturn:
         """Stop the check with a message: what was done, got, expected, when, seed."""
-        shown = self.story[-STORY_LINES:]
-        if len(self.story) > STORY_LINES:
-            shown = [self.story[0], f"... ({len(self.story) - STORY_LINES - 1} more steps)", *shown[1:]]
-        lines = ["What was done:", *(f"  {line}" for line in shown),
-                 f"What came back: {got}", f"Expected: {expected}"]
-        if why:
-            lines.append(f"Likely cause: {why}")
-        lines.append(f"(virtual time t={self.now():g}, seed {self.ctx.seed})")
-        raise CheckFailed("\n".join(lines))
+        raise CheckFailed(failure_message(self.story, got=got, expected=expected, why=why,
+                                          at=self.now(), seed=self.ctx.seed, keep=STORY_LINES))
 
 
 # -- levels 1 and 2: a registry on a manual clock ---------------------------------------

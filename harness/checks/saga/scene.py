@@ -32,7 +32,7 @@ from harness.http import NetworkError, Response
 from harness.invariants import Violation, invariant_report
 from harness.network import Client
 
-from .. import CheckFailed, Context
+from .. import CheckFailed, Context, failure_message
 from .shop import SERVICES, fresh_world, orders_replay_keys, release
 
 __all__ = ["BOUND", "COMPENSATIONS", "DECLINED", "ORDER", "OUT_OF_STOCK", "Call", "SagaClient", "Scene",
@@ -365,16 +365,9 @@ class Scene:
 
     def fail(self, *, got: str, expected: str, why: str | None = None) -> NoReturn:
         """Stop the check: what was done (faults, calls), what came back, expected, likely cause, t, seed."""
-        lines = ["What was done:"]
         done = [f"  {item.describe()}" if isinstance(item, Call) else item for item in self.story]
-        if len(done) > STORY_LINES:
-            done = done[:4] + [f"... ({len(done) - STORY_LINES} more steps)"] + done[-(STORY_LINES - 4):]
-        lines += [f"  {line}" for line in done]
-        lines += [f"What came back: {got}", f"Expected: {expected}"]
-        if why:
-            lines.append(f"Likely cause: {why}")
-        lines.append(f"(virtual time t={self.world.now():g}, seed {self.ctx.seed})")
-        raise CheckFailed("\n".join(lines))
+        raise CheckFailed(failure_message(done, got=got, expected=expected, why=why, at=self.world.now(),
+                                          seed=self.ctx.seed, keep=STORY_LINES, head=4))
 
     def close(self) -> None:
         # A learner's task that refuses to die must not hide the verdict.

@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
-from .. import CheckFailed, Context
+from .. import CheckFailed, Context, failure_message
 
 __all__ = ["Boom", "Story", "TracedShop", "describe", "listing", "short", "span", "tiny_app"]
 
@@ -46,18 +46,9 @@ class Story:
         self.steps.append(text)
 
     def fail(self, *, got: str, expected: str, why: str | None = None) -> NoReturn:
-        shown = self.steps[-STORY_LINES:]
-        if len(self.steps) > STORY_LINES:
-            shown = [self.steps[0], f"... ({len(self.steps) - STORY_LINES - 1} more steps)", *shown[1:]]
-        lines = []
-        if shown:
-            lines += ["What was done:", *(f"  {line}" for line in shown)]
-        lines += [f"What came back: {got}", f"Expected: {expected}"]
-        if why:
-            lines.append(f"Likely cause: {why}")
-        when = f"virtual time t={self.clock.now():g}, " if self.clock is not None else ""
-        lines.append(f"({when}seed {self.ctx.seed})")
-        raise CheckFailed("\n".join(lines))
+        raise CheckFailed(failure_message(self.steps, got=got, expected=expected, why=why,
+                                          at=self.clock.now() if self.clock is not None else None,
+                                          seed=self.ctx.seed, keep=STORY_LINES))
 
 
 def short(identifier: Any) -> str:
