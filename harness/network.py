@@ -231,20 +231,10 @@ class Network:
         loop = self.world.loop
         start = loop.time()
         method = method.upper()
-        try:
-            instance = self.resolve(target)
-        except ConnectError as exc:
-            exc.at = start
-            self.world.recorder.exchange(start, start, caller, target, None, method, path, None, "refused",
-                                         request_headers=headers, error=str(exc))
-            raise
-        raw_headers = [(k.lower().encode(), str(v).encode()) for k, v in headers.items()] if headers else []
-        if json is not None:
-            body = _ENCODE(json).encode()
-            raw_headers = raw_headers + JSON_HEADERS
-        query = urlencode(params, doseq=True).encode() if params else b""
+        instance = self._resolve_or_record(target, start, caller, method, path, headers)
+        query, raw_headers, body = _encode(headers, json, body, params)
         flight = _Flight()
-        deliver = self._deliver(caller, instance, method, path, query, raw_headers, body or b"", flight)
+        deliver = self._deliver(caller, instance, method, path, query, raw_headers, body, flight)
         try:
             if timeout is None:
                 response = await deliver
@@ -252,33 +242,19 @@ class Network:
                 task = loop.create_task(deliver)
                 try:
                     finished = await _finished_within(loop, task, timeout)
-                except asyncio.CancelledError:
-                    # The caller itself was cancelled (a deadline above it): a request
-                    # still in the network goes nowhere; one being served finishes, unread.
-                    if flight.phase == "network":
-                        task.cancel()
-                    else:
-                        task.add_done_callback(_quiet)
+                except asyncio.CancelledError:  # the caller itself was cancelled (a deadline above it)
+                    _abandon(task, flight)
                     raise
                 if not finished:
-                    if flight.phase == "network":
-                        task.cancel()  # swallowed by a hang or partition: nothing to finish
-                    else:
-                        task.add_done_callback(_quiet)
-                    raise RequestTimeout(
-                        f"{caller} gave up on {method} {instance.address}{path} after {timeout:g} s",
-                        target=instance.address, at=loop.time(),
-                    )
+                    _abandon(task, flight)
+                    raise _gave_up(caller, method, instance, path, timeout, loop.time())
                 response = task.result()
         except NetworkError as exc:
             if exc.at is None:
                 exc.at = loop.time()
-            self.world.recorder.exchange(start, loop.time(), caller, instance.service, instance.address,
-                                         method, path, None, exc.outcome, request_headers=headers, error=str(exc))
+            self._record(start, caller, instance, method, path, headers, failure=exc)
             raise
-        self.world.recorder.exchange(start, loop.time(), caller, instance.service, instance.address,
-                                     method, path, response.status, request_headers=headers,
-                                     response_headers=response.headers, error=response.error)
+        self._record(start, caller, instance, method, path, headers, response=response)
         return response
 
     def fire(
@@ -303,19 +279,11 @@ class Network:
         loop = self.world.loop
         start = loop.time()
         method = method.upper()
-        recorder = self.world.recorder
         try:
-            instance = self.resolve(target)
-        except ConnectError as exc:
-            recorder.exchange(start, start, caller, target, None, method, path, None, "refused",
-                              request_headers=headers, error=str(exc))
-            return
-        raw_headers = [(k.lower().encode(), str(v).encode()) for k, v in headers.items()] if headers else []
-        body = b""
-        if json is not None:
-            body = _ENCODE(json).encode()
-            raw_headers = raw_headers + JSON_HEADERS
-        query = urlencode(params, doseq=True).encode() if params else b""
+            instance = self._resolve_or_record(target, start, caller, method, path, headers)
+        except ConnectError:
+            return  # recorded: nobody is waiting to hear it
+        query, raw_headers, body = _encode(headers, json, None, params)
         flight = _Flight()
         task = loop.create_task(self._deliver(caller, instance, method, path, query, raw_headers, body, flight))
 
@@ -323,14 +291,9 @@ class Network:
             if task.done():
                 return
             task.remove_done_callback(answered)
-            if flight.phase == "network":
-                task.cancel()
-            else:
-                task.add_done_callback(_quiet)
-            exc = RequestTimeout(f"{caller} gave up on {method} {instance.address}{path} after {timeout:g} s",
-                                 target=instance.address, at=loop.time())
-            recorder.exchange(start, loop.time(), caller, instance.service, instance.address, method, path,
-                              None, exc.outcome, request_headers=headers, error=str(exc))
+            _abandon(task, flight)
+            failure = _gave_up(caller, method, instance, path, timeout, loop.time())
+            self._record(start, caller, instance, method, path, headers, failure=failure)
 
         timer = loop.call_later(timeout, give_up)
 
@@ -340,17 +303,35 @@ class Network:
                 return
             exc = done.exception()
             if isinstance(exc, NetworkError):
-                recorder.exchange(start, loop.time(), caller, instance.service, instance.address, method, path,
-                                  None, exc.outcome, request_headers=headers, error=str(exc))
+                self._record(start, caller, instance, method, path, headers, failure=exc)
             elif exc is not None:
                 loop.call_exception_handler({"message": "unexpected error in a fired request", "exception": exc})
             else:
-                response = done.result()
-                recorder.exchange(start, loop.time(), caller, instance.service, instance.address, method, path,
-                                  response.status, request_headers=headers, response_headers=response.headers,
-                                  error=response.error)
+                self._record(start, caller, instance, method, path, headers, response=done.result())
 
         task.add_done_callback(answered)
+
+    def _resolve_or_record(self, target, start, caller, method, path, headers) -> Instance:
+        """Resolve ``target``; an unknown one is recorded as refused, then raised."""
+        try:
+            return self.resolve(target)
+        except ConnectError as exc:
+            exc.at = start
+            self.world.recorder.exchange(start, start, caller, target, None, method, path, None, "refused",
+                                         request_headers=headers, error=str(exc))
+            raise
+
+    def _record(self, start, caller, instance: Instance, method, path, headers, *,
+                response: Response | None = None, failure: NetworkError | None = None) -> None:
+        """The exchange as the caller saw it: an answer, or how it failed."""
+        if failure is not None:
+            self.world.recorder.exchange(start, self.world.loop.time(), caller, instance.service, instance.address,
+                                         method, path, None, failure.outcome, request_headers=headers,
+                                         error=str(failure))
+        else:
+            self.world.recorder.exchange(start, self.world.loop.time(), caller, instance.service, instance.address,
+                                         method, path, response.status, request_headers=headers,
+                                         response_headers=response.headers, error=response.error)
 
     async def _deliver(self, caller, instance: Instance, method, path, query, raw_headers, body, flight) -> Response:
         injector = self.world.faults
@@ -385,6 +366,30 @@ class Network:
             flight.phase = "network"  # the answer is on the wire: a partition can swallow it
             await injector.before_response(caller, instance, method, path)
         return Response(status, headers, payload, instance=instance.address, error=error)
+
+
+def _encode(headers, json, body, params) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+    """Query string, raw ASGI headers and body of a request."""
+    raw_headers = [(k.lower().encode(), str(v).encode()) for k, v in headers.items()] if headers else []
+    if json is not None:
+        body = _ENCODE(json).encode()
+        raw_headers = raw_headers + JSON_HEADERS
+    query = urlencode(params, doseq=True).encode() if params else b""
+    return query, raw_headers, body or b""
+
+
+def _abandon(task: asyncio.Task, flight: _Flight) -> None:
+    """The caller stopped waiting: a request still on the wire goes nowhere (a hang or
+    partition swallowed it); one being served finishes, its answer unread."""
+    if flight.phase == "network":
+        task.cancel()
+    else:
+        task.add_done_callback(_quiet)
+
+
+def _gave_up(caller, method, instance: Instance, path, timeout: float, at: float) -> RequestTimeout:
+    return RequestTimeout(f"{caller} gave up on {method} {instance.address}{path} after {timeout:g} s",
+                          target=instance.address, at=at)
 
 
 def _wake(waiter: asyncio.Future) -> None:
@@ -446,3 +451,4 @@ class Client:
 
     async def delete(self, target: str, path: str, **kwargs: Any) -> Response:
         return await self.request("DELETE", target, path, **kwargs)
+
