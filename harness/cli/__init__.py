@@ -28,16 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _commands():
     # Each module has register(subparsers) which sets func=run on its parser.
-    from . import bench, grade, lab, serve, simulate
+    from . import bench, grade, katas, lab, serve, simulate
 
-    modules = [simulate, grade, bench, serve, lab]
-    try:  # the kata toolchain (issue 3) adds its commands here
-        from . import katas as kata_commands
-
-        modules = kata_commands.MODULES + modules
-    except ImportError:
-        pass
-    return modules
+    return [*katas.MODULES, simulate, grade, bench, serve, lab]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,12 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    if getattr(args, "func", None) is None:
-        try:  # bare `kata`: the progress overview, once the kata toolchain is there
-            from .katas import default as overview
-        except ImportError:
-            parser.print_help()
-            return 0
+    if getattr(args, "func", None) is None:  # bare `kata`: the progress overview
+        from .katas import default as overview
+
         args.func = overview
     try:
         return int(args.func(args) or 0)

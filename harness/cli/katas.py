@@ -30,7 +30,7 @@ from ..toolchain import catalogue
 from ..toolchain.catalogue import UnknownKata
 from ..toolchain.loader import KataLoadError, kata_dir
 from ..toolchain.reports import KataReport, render, render_all, to_json_all
-from .common import UsageError, print_json, seed_arg
+from .common import UsageError, print_json, seed_arg, whole_number
 
 __all__ = ["MODULES", "default"]
 
@@ -178,14 +178,7 @@ def _against(args: argparse.Namespace) -> str:
     return getattr(args, "against", None) or "katas"
 
 
-def _level_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"level must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"levels start at 1, got {value}")
-    return value
+_level_arg = whole_number("level", low=1, out_of_range="levels start at 1, got {value}")
 
 
 def _kata(name: str) -> catalogue.Kata:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .common import UsageError
+from .common import UsageError, whole_number
 
 __all__ = ["WELCOME", "lab_command", "register", "run"]
 
@@ -27,17 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WELCOME = "00-welcome.ipynb"
 
 
-def _port(text: str) -> int:
-    """argparse type for ``--port``: 1..65535 (a port below 1024 needs root, so say so)."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port must be a whole number, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {value}")
-    return value
+_port = whole_number("port", low=1, high=65535)  # --port
 
 
 def register(sub) -> None:
