@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from .http import ConnectError, ConnectionReset, RequestTimeout, Response
+from .network import Client
 
 __all__ = ["ORDER", "RealClient", "build_apps", "port_map", "serve"]
 
@@ -29,8 +30,9 @@ def port_map(base_port: int, services: tuple[str, ...] = ORDER) -> dict[str, int
     return {name: base_port + ORDER.index(name) for name in services}
 
 
-class RealClient:
-    """The harness client interface over real HTTP (httpx).
+class RealClient(Client):
+    """The harness client interface over real HTTP (httpx): a :class:`Client` whose
+    ``request`` goes over sockets (``get``/``post``/... come with it).
 
     >>> # client = RealClient({"users": 8000}); r = await client.get("users", "/users/user-1")
     """
@@ -62,11 +64,6 @@ class RealClient:
             raise ConnectionReset(f"{target}: {exc}", target=target) from exc
         return Response(r.status_code, dict(r.headers), r.content, instance=target)
 
-    async def get(self, target: str, path: str, **kwargs: Any) -> Response:
-        return await self.request("GET", target, path, **kwargs)
-
-    async def post(self, target: str, path: str, **kwargs: Any) -> Response:
-        return await self.request("POST", target, path, **kwargs)
 
     async def aclose(self) -> None:
         await self._http.aclose()

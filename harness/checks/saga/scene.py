@@ -119,7 +119,7 @@ class Call:
         return f"t={self.start:g}  {who}{self.method} {self.target} {self.path}{key} -> {outcome}"
 
 
-class SagaClient:
+class SagaClient(Client):
     """The client a learner's saga gets: records its calls; ``crash_at`` makes it die at one of them.
 
     It speaks like :class:`harness.network.Client` (``request``, ``get``,
@@ -217,17 +217,6 @@ class SagaClient:
         call.response = response
         return response
 
-    async def get(self, target: str, path: str, **kwargs: Any) -> Response:
-        return await self.request("GET", target, path, **kwargs)
-
-    async def post(self, target: str, path: str, **kwargs: Any) -> Response:
-        return await self.request("POST", target, path, **kwargs)
-
-    async def put(self, target: str, path: str, **kwargs: Any) -> Response:
-        return await self.request("PUT", target, path, **kwargs)
-
-    async def delete(self, target: str, path: str, **kwargs: Any) -> Response:
-        return await self.request("DELETE", target, path, **kwargs)
 
 
 def _detail(response: Response) -> str:
