@@ -24,8 +24,9 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
+from harness.checkers import leftover_tasks, task_name
 from harness.http import NetworkError
-from harness.network import Client, Network
+from harness.network import Client
 from harness.world import World
 
 from .. import CheckFailed, Context, failure_message
@@ -283,7 +284,7 @@ class Shop:
         """Nothing the learner's code started is still running."""
         left = leftover_tasks(self.world)
         if left:
-            names = sorted({_task_name(t) for t in left})
+            names = sorted({task_name(t) for t in left})
             waiting = [c.describe() for c in self.calls if c.outcome is None]
             detail = f"; calls still waiting: {'; '.join(waiting[:3])}" if waiting else ""
             self.fail(got=f"{len(left)} task(s) still running after {after} ({', '.join(names[:4])}){detail}",
@@ -291,33 +292,6 @@ class Shop:
                       why="tasks still running after compose returned: a call you stopped waiting for keeps "
                           "running (and keeps a connection and a worker busy). Cancel what you no longer wait "
                           "for, and await the cancellation (asyncio.TaskGroup or asyncio.timeout do both)")
-
-
-def leftover_tasks(world: World) -> list[asyncio.Task]:
-    """Tasks still running in ``world`` that somebody's code started and left behind.
-
-    Ignored: the task asking (the check itself), the world's own background
-    tasks (``world.spawn``: load, fault schedules, the bus) and the network's
-    deliveries (``Network._deliver``): a server keeps working on a request
-    its caller gave up on, as real servers do, and that is not the caller's
-    task. (``harness.checkers.expect_no_leftover_tasks`` does not skip those
-    deliveries, so a caller that cancels a call made with a ``timeout`` would
-    be blamed for the server's work.)
-    """
-    loop = world.loop
-    current = asyncio.current_task(loop) if loop.is_running() else None
-    owned = world._tasks  # the world's own background work (world.spawn)
-    return [task for task in asyncio.all_tasks(loop)
-            if not task.done() and task is not current and task not in owned and not _network_delivery(task)]
-
-
-def _network_delivery(task: asyncio.Task) -> bool:
-    return getattr(task.get_coro(), "cr_code", None) is Network._deliver.__code__
-
-
-def _task_name(task: asyncio.Task) -> str:
-    coro = task.get_coro()
-    return getattr(coro, "__qualname__", type(coro).__name__)
 
 
 def first_difference(got: Any, expected: Any, path: str = "") -> str | None:
