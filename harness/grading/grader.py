@@ -180,7 +180,18 @@ def run_jobs(jobs: list[Job], *, workers: int, seed: int, timeout: float, memory
     finally:
         for r in running:
             _finish(r, "interrupted", keep)
+        _clear_all(keep)
+
+
+def _clear_all(keep: set[int], patience: float = 2.0) -> None:
+    """Kill and reap whatever the jobs left; a killed grandchild comes back to us (the
+    subreaper) only once its parent has died, so go round until nothing is left."""
+    give_up = time.monotonic() + patience
+    while True:
         kill_tree(None, keep=keep)
+        if not set(descendants(os.getpid())) - keep or time.monotonic() > give_up:
+            return
+        time.sleep(0.01)
 
 
 # -- reports ------------------------------------------------------------------------------

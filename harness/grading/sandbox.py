@@ -93,8 +93,8 @@ def become_subreaper() -> bool:
         return False
 
 
-def _processes() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, session id), for every live process (from /proc)."""
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, session id, state letter), for every live process (from /proc)."""
     table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -102,7 +102,7 @@ def _processes() -> dict[int, tuple[int, int]]:
         try:
             with open(f"/proc/{entry}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
-            table[int(entry)] = (int(fields[1]), int(fields[3]))
+            table[int(entry)] = (int(fields[1]), int(fields[3]), fields[0])
         except (OSError, IndexError, ValueError):
             continue
     return table
@@ -114,7 +114,7 @@ def descendants(pid: int) -> list[int]:
     found, frontier = [], [pid]
     while frontier:
         current = frontier.pop()
-        for child, (parent, _) in table.items():
+        for child, (parent, _, _) in table.items():
             if parent == current and child not in found:
                 found.append(child)
                 frontier.append(child)
@@ -129,19 +129,23 @@ def kill_tree(pgid: int | None, *, keep: set[int] = frozenset(), spare_sessions:
             os.killpg(pgid, signal.SIGKILL)
     table = _processes()
     for pid in descendants(os.getpid()):
-        if pid in keep or table.get(pid, (0, 0))[1] in spare_sessions:
+        if pid in keep or table.get(pid, (0, 0, ""))[1] in spare_sessions:
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    _reap()
+    _reap(protected=set(keep) | set(spare_sessions))
 
 
-def _reap() -> None:
-    """Collect exit statuses of orphans reparented to us (they would linger as zombies)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+def _reap(protected: set[int]) -> None:
+    """Collect the exit statuses of our dead children (orphans reparented to us would linger
+    as zombies), except the ``protected`` ones.
+
+    Never ``waitpid(-1)``: a job that is still being graded may have just exited, and
+    its exit code belongs to the grader's own bookkeeping (it is how ``sys.exit(0)`` is
+    told apart from a crash); stealing it here made that report say "exit None".
+    """
+    me = os.getpid()
+    for pid, (parent, _, state) in _processes().items():
+        if parent == me and state == "Z" and pid not in protected:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
