@@ -108,6 +108,7 @@ class World:
             instance.ctx.__dict__.clear()
             instance.app = None
             instance.caller = None
+        _forget_endpoints()
 
     def __enter__(self) -> World:
         return self
@@ -181,3 +182,23 @@ class World:
 
     def digest(self) -> str:
         return self.recorder.digest()
+
+
+def _forget_endpoints() -> None:
+    """Empty FastAPI's memo of endpoint functions (``fastapi.dependencies.models``).
+
+    Those lru_caches are keyed by the endpoint functions themselves, so they keep
+    a closed world's endpoints alive, and with them whatever the closures hold: a
+    circuit breaker, and through it the whole world with its history. A notebook
+    that runs the cascade a few times then carried every past world, and each run
+    got slower as the garbage collector walked them. Emptying a memo only costs a
+    recomputation for the worlds still open.
+    """
+    try:
+        from fastapi.dependencies import models
+    except ImportError:  # a FastAPI without that module has no such memo
+        return
+    for name in dir(models):
+        memo = getattr(models, name)
+        if name.endswith("_cached") and callable(getattr(memo, "cache_clear", None)):
+            memo.cache_clear()

@@ -323,3 +323,22 @@ def test_a_sync_endpoint_answers_or_fails_with_a_reason_that_names_it():
         finally:
             release.set()
         assert response.status == 200
+
+
+def test_a_callback_from_another_thread_runs_and_its_wake_up_is_drained():
+    loop = VirtualTimeLoop()
+    ran = []
+
+    async def main():
+        thread = threading.Thread(target=loop.call_soon_threadsafe, args=(ran.append, "from a thread"))
+        thread.start()
+        thread.join()  # the callback is queued and the self-pipe written before the loop goes on
+        await asyncio.sleep(5)
+        return loop.time()
+
+    try:
+        assert loop.run_until_complete(main()) == 5.0
+        assert ran == ["from a thread"]
+        assert loop._selector.select(0) == []  # the wake-up byte was read, not left to pile up
+    finally:
+        loop.close()

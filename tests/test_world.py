@@ -94,3 +94,18 @@ def test_fire_records_the_same_history_as_awaited_requests():
     assert fired == awaited
     outcomes = {line.split("|")[-1] for line in fired}
     assert {"ok", "timeout", "refused"} <= outcomes
+
+
+def test_a_closed_world_is_freed_even_when_an_endpoint_holds_a_breaker():
+    # FastAPI memoizes endpoint functions; the cascade's orders endpoints close over a
+    # breaker that holds the world. Repeated runs in a notebook must not pile worlds up.
+    import gc
+    import weakref
+
+    from harness.scenarios import cascade
+
+    result = cascade.run(seed=1, variants=["breaker+timeout"], duration=2)
+    world = weakref.ref(result.variants[0].world)
+    del result
+    gc.collect()
+    assert world() is None
