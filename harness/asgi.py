@@ -32,7 +32,6 @@ each). Why: the cascade scenario makes tens of thousands of calls, and
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from contextlib import AsyncExitStack
 from types import NoneType, UnionType
@@ -48,6 +47,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response as StarletteResponse
+
+from .wirejson import compact
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -73,6 +74,7 @@ def check_async_endpoints(app: FastAPI, where: str) -> None:
                             "make it 'async def' (a sync endpoint runs in a thread pool, outside virtual time)")
 
 _NO_HEADERS: Headers = []
+_NO_PARAMS: dict[str, Any] = {}
 
 
 class AppCaller:
@@ -88,19 +90,28 @@ class AppCaller:
         self.fast = fast and not getattr(app, "user_middleware", None)
         self.bind = bind
         self._routes: list[tuple[Any, frozenset[str], dict, Any, APIRoute, _Binder | None]] | None = None
+        self._static: dict[tuple[str, str], tuple] = {}  # (method, path) of routes without parameters
 
     # -- route table, built lazily so routes added after creation count ------
     def _table(self):
         if self._routes is None:
             table = []
+            static: dict[tuple[str, str], tuple] = {}
             for route in self.app.routes:
                 if isinstance(route, APIRoute):
                     handler = route.get_route_handler()
                     binder = _Binder.for_route(route) if self.bind else None
-                    table.append(
-                        (route.path_regex, frozenset(route.methods), route.param_convertors, handler, route, binder)
-                    )
+                    entry = (route.path_regex, frozenset(route.methods), route.param_convertors, handler, route, binder)
+                    if not route.param_convertors:
+                        for method in route.methods:
+                            # The first route declared that matches wins, as in Starlette's
+                            # router: an earlier `/items/{id}` shadows a later `/items/new`.
+                            shadowed = any(e[0].match(route.path) and method in e[1] for e in table)
+                            if not shadowed:
+                                static.setdefault((method, route.path), entry)
+                    table.append(entry)
             self._routes = table
+            self._static = static
         return self._routes
 
     async def __call__(
@@ -112,7 +123,16 @@ class AppCaller:
         body: bytes = b"",
     ) -> tuple[int, Headers, bytes, str | None]:
         if self.fast:
-            for regex, methods, convertors, handler, route, binder in self._table():
+            table = self._table()
+            entry = self._static.get((method, path))
+            if entry is not None:  # a path without parameters: no regex to try
+                _, _, _, handler, route, binder = entry
+                if binder is not None:
+                    kwargs = binder.bind(_NO_PARAMS, query, headers, body)
+                    if kwargs is not None:
+                        return await self._bound_call(method, path, query, headers, body, {}, route, binder, kwargs)
+                return await self._fast_call(method, path, query, headers, body, {}, handler, route)
+            for regex, methods, convertors, handler, route, binder in table:
                 match = regex.match(path)
                 if match is not None and method in methods:
                     params = {
@@ -232,8 +252,7 @@ class AppCaller:
 
 
 _JSON = (b"content-type", b"application/json")
-# The same settings as starlette's JSONResponse.render.
-_ENCODE_LIKE_FASTAPI = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_ENCODE_LIKE_FASTAPI = compact  # the same settings as starlette's JSONResponse.render
 _INT = re.compile(r"[+-]?\d+\Z")
 
 

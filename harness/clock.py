@@ -18,6 +18,7 @@ the running loop (``now()``) or an injected :class:`Clock`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -76,13 +77,19 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # on the path of every task step, so keep it to the essentials.
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        handle = asyncio.Handle(callback, args, self, context)
+        handle = (asyncio.Handle if self._debug else _Callback)(callback, args, self, context)
         self._ready.append(handle)
         return handle
 
+    def call_later(self, delay, callback, *args, context=None):
+        if delay is None:
+            raise TypeError("delay must not be None")
+        return self.call_at(self._virtual_now + delay, callback, *args, context=context)
+
     def call_at(self, when, callback, *args, context=None):
-        self._check_closed()
-        handle = asyncio.TimerHandle(when, callback, args, self, context)
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        handle = (asyncio.TimerHandle if self._debug else _Timer)(when, callback, args, self, context)
         self._timer_seq += 1
         heapq.heappush(self._timers, (when, self._timer_seq, handle))
         handle._scheduled = True
@@ -163,6 +170,43 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def close(self) -> None:
         self._timers.clear()
         super().close()
+
+
+class _Callback(asyncio.Handle):
+    """A ``Handle`` made without asking the loop for its debug setting.
+
+    Every task step and every timer makes one of these, so the one method call
+    saved per handle shows in big scenarios. In debug mode the loop makes
+    asyncio's own handles, which record where they were created.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, callback, args, loop, context=None):
+        self._context = contextvars.copy_context() if context is None else context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr = None
+        self._source_traceback = None
+
+
+class _Timer(asyncio.TimerHandle):
+    """A ``TimerHandle`` made the same lean way as :class:`_Callback`."""
+
+    __slots__ = ()
+
+    def __init__(self, when, callback, args, loop, context=None):
+        self._context = contextvars.copy_context() if context is None else context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr = None
+        self._source_traceback = None
+        self._when = when
+        self._scheduled = False
 
 
 class Clock:

@@ -26,7 +26,6 @@ timed-out payment can still charge the card.
 from __future__ import annotations
 
 import asyncio
-import json as _json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -36,6 +35,7 @@ from fastapi import FastAPI
 from .asgi import AppCaller, check_async_endpoints
 from .capacity import Capacity, Overloaded
 from .http import ConnectError, ConnectionReset, NetworkError, RequestTimeout, Response
+from .wirejson import compact_ascii
 
 if TYPE_CHECKING:
     from .world import World
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Client", "Instance", "InstanceContext", "Network"]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
-_ENCODE = _json.JSONEncoder(separators=(",", ":")).encode
+_ENCODE = compact_ascii  # json.dumps(o, separators=(",", ":")), encoder built once
 
 
 class InstanceContext:

@@ -139,3 +139,39 @@ def test_unhandled_exception_is_a_500_with_the_error_kept(bind):
     caller = AppCaller(app, bind=bind)
     status, _, body, error = asyncio.run(caller("GET", "/boom"))
     assert status == 500 and body == b"Internal Server Error" and "kaboom" in error
+
+
+@pytest.mark.parametrize("fast, bind", [(False, False), (True, False), (True, True)])
+def test_the_first_declared_route_wins_as_in_starlette(fast, bind):
+    # A path without parameters is looked up directly, but never past an earlier
+    # route that matches it: Starlette tries routes in the order they were declared.
+    app = FastAPI()
+
+    @app.get("/items/{item}")
+    async def item(item: str):
+        return {"route": "item", "item": item}
+
+    @app.get("/items/new")
+    async def new():
+        return {"route": "new"}
+
+    @app.post("/items/new")
+    async def create():
+        return {"route": "create"}
+
+    @app.get("/about")
+    async def about():
+        return {"route": "about"}
+
+    import asyncio
+
+    caller = AppCaller(app, fast=fast, bind=bind)
+
+    def answer(method, path):
+        status, _, body, _ = asyncio.run(caller(method, path))
+        return status, json.loads(body)
+
+    assert answer("GET", "/items/new") == (200, {"route": "item", "item": "new"})
+    assert answer("POST", "/items/new") == (200, {"route": "create"})
+    assert answer("GET", "/about") == (200, {"route": "about"})
+    assert answer("DELETE", "/about")[0] == 405

@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 
 from ..network import InstanceContext
+from ..wirejson import JSONResponse  # FastAPI's, with its JSON encoder built once
 
 __all__ = ["new_app", "next_id"]
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi.responses import JSONResponse
-
 from ..http import MalformedResponse, NetworkError
 from ..network import InstanceContext
+from ..wirejson import JSONResponse  # FastAPI's, with its JSON encoder built once
 from .base import new_app
 
 PART_TIMEOUT = 5.0

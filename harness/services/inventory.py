@@ -13,10 +13,10 @@ Stock is conserved: available + reserved + shipped is constant per SKU.
 from __future__ import annotations
 
 from fastapi import Header, HTTPException
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ..network import InstanceContext
+from ..wirejson import JSONResponse  # FastAPI's, with its JSON encoder built once
 from .base import new_app, next_id
 from .idempotency import replay
 

@@ -18,11 +18,11 @@
 from __future__ import annotations
 
 from fastapi import HTTPException
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ..http import NetworkError, RequestTimeout
 from ..network import InstanceContext
+from ..wirejson import JSONResponse  # FastAPI's, with its JSON encoder built once
 from .base import new_app, next_id
 
 

@@ -15,10 +15,10 @@ The ledger (``db["charges"]``, ``db["refunds"]``) is what the saga invariants re
 from __future__ import annotations
 
 from fastapi import Header, HTTPException
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ..network import InstanceContext
+from ..wirejson import JSONResponse  # FastAPI's, with its JSON encoder built once
 from .base import new_app, next_id
 from .idempotency import replay
 
