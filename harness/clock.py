@@ -18,7 +18,9 @@ the running loop (``now()``) or an injected :class:`Clock`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import gc
 import heapq
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -59,13 +61,14 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # kernel's loop is blocked in this cell anyway: step it aside while the
         # virtual loop runs, and put it back afterwards.
         outer = asyncio.events._get_running_loop()
-        if outer is None or outer is self:
-            return super().run_until_complete(future)
-        asyncio.events._set_running_loop(None)
-        try:
-            return super().run_until_complete(future)
-        finally:
-            asyncio.events._set_running_loop(outer)
+        with _fewer_collections():
+            if outer is None or outer is self:
+                return super().run_until_complete(future)
+            asyncio.events._set_running_loop(None)
+            try:
+                return super().run_until_complete(future)
+            finally:
+                asyncio.events._set_running_loop(outer)
 
     def _advance_to(self, when: float) -> None:
         # Refuses to go backwards, like trio's MockClock.
@@ -170,6 +173,31 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def close(self) -> None:
         self._timers.clear()
         super().close()
+
+
+YOUNG_GENERATION = 100_000  # allocations between two young collections while a loop runs
+
+
+@contextlib.contextmanager
+def _fewer_collections():
+    """Collect young garbage less often while a virtual loop runs.
+
+    Every exchange allocates tasks, futures, handles and dicts that die within
+    virtual milliseconds; with Python's default threshold (700) the collector
+    keeps scanning them and promoting survivors, which cost a big scenario
+    about a tenth of its time. Nearly all of it is freed by reference counting
+    anyway, so the memory peak barely moves. The setting is put back after.
+    """
+    first, *older = gc.get_threshold()
+    if first == 0 or first >= YOUNG_GENERATION:  # collection off, or already roomy
+        yield
+        return
+    gc.set_threshold(YOUNG_GENERATION, *older)
+    try:
+        yield
+    finally:
+        if gc.get_threshold()[0] == YOUNG_GENERATION:  # unless someone changed it meanwhile
+            gc.set_threshold(first, *older)
 
 
 class _Callback(asyncio.Handle):

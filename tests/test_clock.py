@@ -342,3 +342,18 @@ def test_a_callback_from_another_thread_runs_and_its_wake_up_is_drained():
         assert loop._selector.select(0) == []  # the wake-up byte was read, not left to pile up
     finally:
         loop.close()
+
+
+def test_young_garbage_is_collected_less_often_while_the_loop_runs_and_as_before_after():
+    import gc
+
+    before = gc.get_threshold()
+    seen = []
+
+    async def main():
+        seen.append(gc.get_threshold()[0])
+        await asyncio.sleep(1)
+
+    run(main())
+    assert seen == [harness.clock.YOUNG_GENERATION]
+    assert gc.get_threshold() == before
