@@ -331,7 +331,8 @@ class Network:
         else:
             self.world.recorder.exchange(start, self.world.loop.time(), caller, instance.service, instance.address,
                                          method, path, response.status, request_headers=headers,
-                                         response_headers=response.headers, error=response.error)
+                                         response_headers=response.headers if self.world.recorder.keep_headers
+                                         else None, error=response.error)
 
     async def _deliver(self, caller, instance: Instance, method, path, query, raw_headers, body, flight) -> Response:
         injector = self.world.faults

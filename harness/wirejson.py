@@ -15,10 +15,11 @@ b'{"ok":true}'
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 __all__ = ["JSONResponse", "compact", "compact_ascii"]
@@ -47,8 +48,24 @@ compact = _encoder(ensure_ascii=False, allow_nan=False)
 compact_ascii = _encoder(ensure_ascii=True, allow_nan=True)
 
 
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
 class JSONResponse(_StarletteJSONResponse):
-    """FastAPI's ``JSONResponse``, rendered by an encoder built once (same bytes)."""
+    """FastAPI's ``JSONResponse``, rendered by an encoder built once (same bytes,
+    same headers)."""
+
+    def __init__(self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None,
+                 media_type: str | None = None, background: BackgroundTask | None = None) -> None:
+        if headers or media_type is not None or background is not None or status_code < 200 \
+                or status_code in (204, 304):
+            super().__init__(content, status_code, headers, media_type, background)
+            return
+        # The common case, with Starlette's headers written out: one call instead of four.
+        self.status_code = status_code
+        self.background = None
+        self.body = body = compact(content).encode("utf-8")
+        self.raw_headers = [(b"content-length", str(len(body)).encode("latin-1")), _JSON_TYPE]
 
     def render(self, content: Any) -> bytes:
         return compact(content).encode("utf-8")
