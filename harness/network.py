@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from fastapi import FastAPI
 
@@ -375,8 +375,19 @@ def _encode(headers, json, body, params) -> tuple[bytes, list[tuple[bytes, bytes
     if json is not None:
         body = _ENCODE(json).encode()
         raw_headers = raw_headers + JSON_HEADERS
-    query = urlencode(params, doseq=True).encode() if params else b""
+    query = _query(params).encode() if params else b""
     return query, raw_headers, body or b""
+
+
+def _query(params: dict[str, Any]) -> str:
+    """``urlencode(params, doseq=True)``; plain strings and numbers without its
+    per-value probing (which costs it an exception for every number)."""
+    if all(type(v) in _PLAIN for v in params.values()):
+        return "&".join(f"{quote_plus(str(k))}={quote_plus(str(v))}" for k, v in params.items())
+    return urlencode(params, doseq=True)
+
+
+_PLAIN = (str, int, float)
 
 
 def _abandon(task: asyncio.Task, flight: _Flight) -> None:
