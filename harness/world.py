@@ -16,7 +16,9 @@ Same seed, same code: the same history, byte for byte (``world.digest()``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import inspect
 import random
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -109,6 +111,21 @@ class World:
             instance.app = None
             instance.caller = None
         _forget_endpoints()
+
+    def __del__(self) -> None:
+        # Dropped without close() (a notebook cell that raised half-way, say): tasks
+        # it spawned may never have started. Close those, so that Python does not
+        # warn on stderr that they were "never awaited" when the world is collected.
+        if getattr(self, "closed", True):
+            return
+        for task in list(getattr(self, "_tasks", ())):
+            coro = task.get_coro()
+            with contextlib.suppress(TypeError, AttributeError):
+                if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                    coro.close()
+        loop = getattr(self, "loop", None)
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()  # its self-pipe sockets, which would warn as unclosed
 
     def __enter__(self) -> World:
         return self

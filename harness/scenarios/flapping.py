@@ -180,34 +180,34 @@ def run_variant(name: str, seed: int, *, duration: float = DURATION, faults: lis
     """Run one variant. ``discovery_factory(world)`` replaces the textbook registry and client."""
     config = VARIANTS[name]
     world = build(seed)
-    schedule = faults if faults is not None else FAULTS
-    world.faults.schedule(schedule)
-    discovery = None
-    if config["registry"]:
-        discovery = (discovery_factory(world) if discovery_factory is not None
-                     else textbook_discovery(world, ttl=ttl, check_interval=check_interval,
-                                             unhealthy_threshold=unhealthy_threshold))
-        world.net.balancer = discovery.balancer
-    customer = world.client("customer")
-    retry = config["retry"]
+    with world:  # closed at the end, and on the way out if a learner's discovery raises
+        schedule = faults if faults is not None else FAULTS
+        world.faults.schedule(schedule)
+        discovery = None
+        if config["registry"]:
+            discovery = (discovery_factory(world) if discovery_factory is not None
+                         else textbook_discovery(world, ttl=ttl, check_interval=check_interval,
+                                                 unhealthy_threshold=unhealthy_threshold))
+            world.net.balancer = discovery.balancer
+        customer = world.client("customer")
+        retry = config["retry"]
 
-    async def browse(i: int) -> None:
-        start = world.now()
-        try:
-            if retry:
-                response = await discovery.request("GET", "catalog", "/products", timeout=CLIENT_TIMEOUT)
-            else:
-                response = await customer.get("catalog", "/products", timeout=CLIENT_TIMEOUT)
-            ok = response.status < 500
-        except NetworkError:
-            ok = False
-        # One event per customer request: with retries, a request makes several exchanges.
-        world.recorder.event(start, "page", "customer", ok=ok)
+        async def browse(i: int) -> None:
+            start = world.now()
+            try:
+                if retry:
+                    response = await discovery.request("GET", "catalog", "/products", timeout=CLIENT_TIMEOUT)
+                else:
+                    response = await customer.get("catalog", "/products", timeout=CLIENT_TIMEOUT)
+                ok = response.status < 500
+            except NetworkError:
+                ok = False
+            # One event per customer request: with retries, a request makes several exchanges.
+            world.recorder.event(start, "page", "customer", ok=ok)
 
-    open_loop(world, RATE, start=OPENS, until=duration, fire=browse, arrivals="poisson", stream="customers")
-    world.run(until=duration + CLIENT_TIMEOUT * 2)  # let the last requests finish
-    summary = summarize(world, fault_window(schedule, duration))
-    world.close()
+        open_loop(world, RATE, start=OPENS, until=duration, fire=browse, arrivals="poisson", stream="customers")
+        world.run(until=duration + CLIENT_TIMEOUT * 2)  # let the last requests finish
+        summary = summarize(world, fault_window(schedule, duration))
     return Variant(name, world, summary)
 
 
