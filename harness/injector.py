@@ -68,6 +68,7 @@ class FaultInjector:
         self._keys = itertools.count(1)
         self._tasks: dict[int, asyncio.Task] = {}
         self._restore: dict[str, tuple[int, int]] = {}  # address -> limits before capacity faults
+        self._lose_state: set[str] = set()  # down instances that come back without their memory
         # Faults on the request path, by where they act; empty lists cost nothing per request.
         self.link_faults: list[Fault] = []
         self.worker_faults: list[Fault] = []
@@ -115,14 +116,15 @@ class FaultInjector:
         del self._handles[handle.key]
         kind = fault.kind
         if kind == "crash":
+            keep_state = bool(fault.params.get("keep_state", True))
             for instance in self._instances(fault):
-                instance.restart(keep_state=bool(fault.params.get("keep_state", True)))
+                self._bring_back(instance, keep_state=keep_state)
         elif kind == "flap":
             task = self._tasks.pop(handle.key, None)
             if task is not None:
                 task.cancel()
             for instance in self._instances(fault):
-                instance.restart()
+                self._bring_back(instance)
         elif kind == "capacity":
             self._apply_capacity(fault)
         elif kind == "unhealthy":
@@ -134,6 +136,27 @@ class FaultInjector:
             self._request_faults.remove(fault)
         self._sort_request_faults()
         self.world.recorder.event(self.world.loop.time(), "fault-off", fault.describe(), fault=kind, key=handle.key)
+
+    def _held_down(self, instance: Instance) -> bool:
+        """Is a crash fault that is still on covering ``instance``?"""
+        return any(h.fault.kind == "crash" and h.fault.matches_target(instance.service, instance.address)
+                   for h in self._handles.values())
+
+    def _bring_back(self, instance: Instance, *, keep_state: bool = True) -> None:
+        """Restart ``instance`` unless another crash fault still holds it down.
+
+        Crash faults compose like capacity faults: with a crash of ``payments-2``
+        from 10 s to 40 s and a crash of all of ``payments`` from 20 s to 30 s,
+        payments-2 stays down until 40 s. Memory lost by any of the overlapping
+        crashes stays lost.
+        """
+        if not keep_state:
+            self._lose_state.add(instance.address)
+        if self._held_down(instance):
+            return
+        lost = instance.address in self._lose_state
+        self._lose_state.discard(instance.address)
+        instance.restart(keep_state=not lost)
 
     def _apply_capacity(self, changed: Fault) -> None:
         """Give each instance ``changed`` touches the tightest limits of the capacity faults still on.
@@ -199,7 +222,7 @@ class FaultInjector:
                 instance.crash()
             await asyncio.sleep(down)
             for instance in instances:
-                instance.restart()
+                self._bring_back(instance)  # not while a crash fault holds it down
             await asyncio.sleep(up)
 
     # -- schedules ---------------------------------------------------------------

@@ -230,6 +230,42 @@ def test_crashing_a_service_crashes_every_instance(world):
     assert [i.up for i in world.instances("payments")] == [False, False, False]
 
 
+def test_overlapping_crashes_keep_an_instance_down_until_the_last_is_cleared(world):
+    _payments(world, instances=2)
+    world.faults.schedule([
+        {"at": 10, "until": 40, "fault": "crash", "target": "payments-2"},
+        {"at": 20, "until": 30, "fault": "crash", "target": "payments"},
+    ])
+    world.run(until=50)
+    assert _events(world, "crash", "restart") == [
+        (10.0, "crash", "payments-2"),
+        (20.0, "crash", "payments-1"),
+        (30.0, "restart", "payments-1"),  # payments-2 is still held down by the first crash
+        (40.0, "restart", "payments-2"),
+    ]
+
+
+def test_memory_lost_by_any_overlapping_crash_stays_lost(world):
+    _payments(world)
+    instance = world.instances("payments")[0]
+    instance.ctx.local["cache"] = "warm"
+    forgetful = world.faults.inject({"fault": "crash", "target": "payments-1", "keep_state": False})
+    patient = world.faults.inject({"fault": "crash", "target": "payments"})
+    forgetful.clear()
+    assert not instance.up and instance.ctx.local == {"cache": "warm"}
+    patient.clear()
+    assert instance.up and instance.ctx.local == {}
+
+
+def test_flapping_does_not_bring_back_an_instance_a_crash_holds_down(world):
+    _payments(world)
+    world.faults.inject({"fault": "crash", "target": "payments-1"})
+    world.faults.inject({"fault": "flap", "target": "payments-1", "down": 1, "up": 1})
+    world.run(until=5)
+    assert not world.instances("payments")[0].up
+    assert _events(world, "restart") == []
+
+
 def test_flapping_goes_down_and_up_for_exact_periods(world):
     _payments(world)
     world.run(until=1.0)
