@@ -389,3 +389,23 @@ def test_kata_lab_refuses_a_port_that_cannot_be(port, capsys):
     assert kata(["lab", "--port", port]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "port" in err and "Traceback" not in err
+
+
+def test_kata_lab_prefers_the_default_kernel_and_keeps_what_was_there(tmp_path):
+    settings = tmp_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}))
+    assert lab_command.prefer_default_kernel(tmp_path) == settings
+    assert json.loads(settings.read_text()) == {
+        "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
+        "@jupyterlab/notebook-extension:tracker": {"autoStartDefaultKernel": True},
+    }
+    # A choice the instructor made is theirs.
+    settings.write_text(json.dumps({"@jupyterlab/notebook-extension:tracker": {"autoStartDefaultKernel": False}}))
+    lab_command.prefer_default_kernel(tmp_path)
+    assert json.loads(settings.read_text())["@jupyterlab/notebook-extension:tracker"] == {
+        "autoStartDefaultKernel": False}
+    # A file that is not JSON is left alone.
+    settings.write_text("{not json")
+    assert lab_command.prefer_default_kernel(tmp_path) is None
+    assert settings.read_text() == "{not json"

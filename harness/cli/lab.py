@@ -14,6 +14,7 @@ the welcome chapter as the page it opens first:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from .common import UsageError, whole_number
 
-__all__ = ["WELCOME", "lab_command", "register", "run"]
+__all__ = ["WELCOME", "lab_command", "prefer_default_kernel", "register", "run"]
 
 ROOT = Path(__file__).resolve().parents[2]
 WELCOME = "00-welcome.ipynb"
@@ -63,6 +64,7 @@ def run(args) -> int:
         raise UsageError("JupyterLab is not installed for this Python: run `make lab` "
                          "(it installs everything into .venv first), or pip install jupyterlab")
     command = lab_command(args)
+    prefer_default_kernel(Path(sys.prefix))
     try:
         return subprocess.call(command, cwd=ROOT)
     except KeyboardInterrupt:
@@ -73,3 +75,35 @@ def _has_jupyterlab() -> bool:
     # The server runs as `python -m jupyterlab` with this interpreter, so ask this
     # interpreter: a `jupyter` on PATH from another Python would not help.
     return importlib.util.find_spec("jupyterlab") is not None
+
+
+TRACKER = "@jupyterlab/notebook-extension:tracker"
+
+
+def prefer_default_kernel(prefix: Path) -> Path | None:
+    """Let a chapter start its kernel on opening, without a "Select Kernel" dialog.
+
+    JupyterLab can ask which kernel to use when a fresh profile opens a notebook;
+    a learner meeting that dialog on the welcome page is off to a bad start. The
+    setting goes into this environment's ``overrides.json``; a choice already made
+    there is kept, and a file that cannot be read or written is left alone.
+
+    >>> import tempfile
+    >>> prefix = Path(tempfile.mkdtemp())
+    >>> path = prefer_default_kernel(prefix)
+    >>> json.loads(path.read_text())[TRACKER]
+    {'autoStartDefaultKernel': True}
+    """
+    path = prefix / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    try:
+        overrides = json.loads(path.read_text()) if path.exists() else {}
+        tracker = overrides.setdefault(TRACKER, {})
+        if not isinstance(tracker, dict):
+            return None
+        if "autoStartDefaultKernel" not in tracker:
+            tracker["autoStartDefaultKernel"] = True
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(overrides, indent=2) + "\n")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return path
