@@ -34,6 +34,11 @@ _WHERE = {
     "plots": None, "widgets": None, "quiz": None, "scenarios": None, "slo": None,
     "SLO": "slo",
     "check_answer": "quiz", "FaultPanel": "widgets", "experiment": "widgets",
+    # One module per chapter's own pictures and checks.
+    "invariants": None, "saga_plots": None, "trace_plots": None, "canary_plots": None,
+    "stepfunctions": None, "dashboard": None, "load": None,
+    "check_invariants": "invariants", "invariant_report": "invariants",
+    "swimlane": "saga_plots", "waterfall": "trace_plots", "open_loop": "load",
 }
 
 
@@ -54,6 +59,20 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from . import (
+        canary_plots,
+        dashboard,
+        invariants,
+        load,
+        plots,
+        quiz,
+        saga_plots,
+        scenarios,
+        slo,
+        stepfunctions,
+        trace_plots,
+        widgets,
+    )
     from .bus import EventBus, Message, Subscription
     from .capacity import Capacity, Overloaded
     from .checkers import (
@@ -76,9 +95,16 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         Response,
     )
     from .injector import FaultHandle, FaultInjector
+    from .invariants import check_invariants, invariant_report
+    from .load import open_loop
     from .network import Client, Instance, InstanceContext, Network
+    from .quiz import check_answer
     from .recorder import Event, Exchange, Recorder, quantile
+    from .saga_plots import swimlane
     from .services import SHOP
+    from .slo import SLO
+    from .trace_plots import waterfall
+    from .widgets import FaultPanel, experiment
     from .world import World
 
 __all__ = [
@@ -131,4 +157,16 @@ __all__ = [
     "quantile",
     "run",
     "sleep",
+    "invariants",
+    "saga_plots",
+    "trace_plots",
+    "canary_plots",
+    "stepfunctions",
+    "dashboard",
+    "load",
+    "check_invariants",
+    "invariant_report",
+    "swimlane",
+    "waterfall",
+    "open_loop",
 ]
