@@ -128,8 +128,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def _poll(self) -> None:
         """Let the OS deliver thread-safe wake-ups (the self-pipe), never blocking.
 
-        Asking the OS costs a system call, and before nearly every jump of the
-        clock: a tenth of a big scenario's run. Only the self-pipe is ever
+        Asking the OS costs a system call before nearly every jump of the clock
+        (35,000 in one cascade variant). Only the self-pipe is ever
         registered on a virtual loop, so the call is skipped unless a wake-up
         was written, a signal handler is set, or someone registered another
         file descriptor.
