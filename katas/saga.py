@@ -30,9 +30,9 @@ answer came: refused, reset, or timed out)::
     confirm  POST orders /orders/{id}/confirm                  (the pivot: after it, nothing is undone)
     notify   POST notifications /notifications {user_id, order_id, message}
 
-``Idempotency-Key`` (a header): payments and inventory store the first answer
-to a key and replay it for the same key and payload (even an error), and
-answer 422 for the same key with another payload. Releasing, cancelling and
+``Idempotency-Key`` (a header): orders (on create), inventory and payments store
+the first answer to a key and replay it for the same key and payload (even an
+error), and answer 422 for the same key with another payload. Releasing, cancelling and
 confirming twice are harmless; a refund of a refunded charge answers 409.
 
 >>> from harness import World

@@ -28,14 +28,12 @@ The orchestrated saga (:class:`OrderSaga`) and the choreographed one
 >>> result.status, result.order_id
 ('confirmed', 'ord-1')
 
-Two limits this solution lives with. Orders ignores an ``Idempotency-Key``
-on ``POST /orders`` today (the key is sent anyway, so a retried create
-replays as soon as orders learns to). And a request that does its work
-*after* its caller gave up (delayed beyond the timeout) can land after the
-saga looked it up and decided; a retry with the same key is safe (whichever
-runs first stores the answer, the other replays it), a look-up is not. The
-checks never lose the answer of a create, and never delay a request beyond
-its timeout.
+One limit this solution lives with: a request that does its work *after*
+its caller gave up (delayed beyond the timeout) can land after the saga
+looked it up and decided; a retry with the same key is safe (whichever runs
+first stores the answer, the other replays it), a look-up is not. The checks
+never delay a request beyond its timeout. (A lost answer to the create is
+safe: orders replays a create sent with the same key.)
 """
 
 from __future__ import annotations

@@ -289,6 +289,30 @@ def test_orders_are_found_by_user(orders):
     assert [o["id"] for o in found] == [a, c]
 
 
+ORDER = {"user_id": "user-1", "items": [{"sku": "sku-1"}], "amount": 7}
+
+
+def test_a_create_retried_with_its_key_replays_the_order_as_it_was_created(orders):
+    first = call(orders, "POST", "orders", "/orders", json=ORDER, headers={"Idempotency-Key": "saga-1:create"})
+    oid = first.json()["id"]
+    call(orders, "POST", "orders", f"/orders/{oid}/confirm")
+    again = call(orders, "POST", "orders", "/orders", json=ORDER, headers={"Idempotency-Key": "saga-1:create"})
+    assert (again.status, again.json()) == (201, first.json())  # pending, as first answered
+    assert again.headers["idempotent-replayed"] == "true"
+    assert [o["id"] for o in call(orders, "GET", "orders", "/orders", params={"user_id": "user-1"}).json()] == [oid]
+
+
+def test_a_create_key_reused_with_another_order_is_a_422_naming_the_key(orders):
+    call(orders, "POST", "orders", "/orders", json=ORDER, headers={"Idempotency-Key": "k-1"})
+    r = call(orders, "POST", "orders", "/orders", json={**ORDER, "amount": 8}, headers={"Idempotency-Key": "k-1"})
+    assert r.status == 422 and r.json()["detail"] == "Idempotency-Key 'k-1' was used with another payload"
+    assert len(call(orders, "GET", "orders", "/orders").json()) == 1
+
+
+def test_without_a_key_a_retried_create_makes_two_orders(orders):
+    assert _new_order(orders) != _new_order(orders)
+
+
 def _checkout_world(world: World, **options) -> World:
     world.add_service("payments")
     world.add_service("orders", options=options)

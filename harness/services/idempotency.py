@@ -1,4 +1,4 @@
-"""Idempotency-Key semantics shared by payments and inventory (Stripe's rules).
+"""Idempotency-Key semantics shared by payments, inventory and orders (Stripe's rules).
 
 - a new key: run the operation, store its status and body under the key;
 - the same key and the same payload: replay the stored answer, even an error,
@@ -24,17 +24,22 @@ from typing import Any
 
 
 def replay(store: dict, key: str | None, payload: Any,
-           operation: Callable[[], tuple[int, Any]]) -> tuple[int, Any, bool]:
-    """Run ``operation`` once per key; returns ``(status, body, replayed)``."""
+           operation: Callable[[], tuple[int, Any]], *, scope: str = "") -> tuple[int, Any, bool]:
+    """Run ``operation`` once per key; returns ``(status, body, replayed)``.
+
+    ``scope`` keeps two operations sharing one store apart (a charge and a
+    refund sent with the same key are different requests).
+    """
     if key is None:
         status, body = operation()
         return status, body, False
     fingerprint = json.dumps(payload, sort_keys=True)
-    stored = store.get(key)
+    slot = f"{scope}:{key}" if scope else key
+    stored = store.get(slot)
     if stored is not None:
         if stored["fingerprint"] != fingerprint:
             return 422, {"detail": f"Idempotency-Key {key!r} was used with another payload"}, False
         return stored["status"], stored["body"], True
     status, body = operation()
-    store[key] = {"fingerprint": fingerprint, "status": status, "body": body}
+    store[slot] = {"fingerprint": fingerprint, "status": status, "body": body}
     return status, body, False

@@ -1,7 +1,11 @@
 """orders: the order lifecycle, and a synchronous checkout that calls payments.
 
 - ``POST /orders`` ``{"user_id", "items", "amount"}``: 201, status ``pending``
-  (the first step of a saga); ``POST /orders/{id}/confirm`` and ``/cancel``
+  (the first step of a saga). With an ``Idempotency-Key`` it follows the same
+  rules as payments: the same key replays the first answer (the order as it
+  was created, with ``Idempotent-Replayed: true``) without creating another,
+  the same key with another payload is a 422.
+  ``POST /orders/{id}/confirm`` and ``/cancel``
   move it on (409 for an illegal move); ``GET /orders/{id}``, ``GET /orders?user_id=``.
 - ``POST /checkout`` ``{"user_id", "amount"}``: creates the order and charges
   it *synchronously* through payments, with ``options["payments_timeout"]``
@@ -17,13 +21,14 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+from fastapi import Header, HTTPException
 from pydantic import BaseModel
 
 from ..http import NetworkError, RequestTimeout
 from ..network import InstanceContext
 from ..wirejson import JSONResponse  # FastAPI's, with its JSON encoder built once
 from .base import new_app, next_id
+from .idempotency import replay
 
 
 class Item(BaseModel):
@@ -71,9 +76,19 @@ def create_app(ctx: InstanceContext):
         by_user.setdefault(user_id, []).append(oid)
         return orders[oid]
 
+    keys = db.setdefault("idempotency", {})
+
     @app.post("/orders", status_code=201)
-    async def create(req: OrderRequest):
-        return new_order(req.user_id, [i.model_dump() for i in req.items], req.amount)
+    async def create(req: OrderRequest, idempotency_key: str | None = Header(default=None)):
+        if idempotency_key is None:
+            return new_order(req.user_id, [i.model_dump() for i in req.items], req.amount)
+
+        def run():
+            # A copy: a replay answers what the first request got, not the order's state today.
+            return 201, dict(new_order(req.user_id, [i.model_dump() for i in req.items], req.amount))
+
+        status, body, replayed = replay(keys, idempotency_key, req.model_dump(), run)
+        return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else {})
 
     @app.get("/orders/{oid}")
     async def get(oid: str):

@@ -57,7 +57,7 @@ def create_app(ctx: InstanceContext):
                             "amount": req.amount, "status": "captured", "at": ctx.now()}
             return 201, charges[cid]
 
-        return answer(*replay(keys, idempotency_key and f"charge:{idempotency_key}", req.model_dump(), run))
+        return answer(*replay(keys, idempotency_key, req.model_dump(), run, scope="charge"))
 
     @app.post("/refunds", status_code=201)
     async def refund(req: RefundRequest, idempotency_key: str | None = Header(default=None)):
@@ -72,7 +72,7 @@ def create_app(ctx: InstanceContext):
             refunds[rid] = {"id": rid, "charge_id": req.charge_id, "amount": found["amount"], "at": ctx.now()}
             return 201, refunds[rid]
 
-        return answer(*replay(keys, idempotency_key and f"refund:{idempotency_key}", req.model_dump(), run))
+        return answer(*replay(keys, idempotency_key, req.model_dump(), run, scope="refund"))
 
     @app.get("/charges/{charge_id}")
     async def get_charge(charge_id: str):
