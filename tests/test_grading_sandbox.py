@@ -30,3 +30,20 @@ def test_cleaning_up_spares_the_exit_code_of_a_job_still_being_graded():
     kill_tree(None, keep=others, spare_sessions={job.pid})
     job.join(timeout=10)
     assert job.exitcode == 3
+
+
+def _wait_then_leave(reader, code: int) -> None:
+    reader.recv()  # still in the grader's session: a job between fork and setsid
+    os._exit(code)
+
+
+def test_cleaning_up_spares_a_job_that_has_not_yet_started_its_session():
+    context = multiprocessing.get_context("fork")
+    reader, writer = context.Pipe(duplex=False)
+    job = context.Process(target=_wait_then_leave, args=(reader, 5))
+    job.start()
+    others = set(descendants(os.getpid())) - {job.pid}
+    kill_tree(None, keep=others, spare_sessions={job.pid})
+    writer.send("go")
+    job.join(timeout=10)
+    assert job.exitcode == 5  # not -9: it was not killed

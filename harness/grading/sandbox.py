@@ -129,7 +129,9 @@ def kill_tree(pgid: int | None, *, keep: set[int] = frozenset(), spare_sessions:
             os.killpg(pgid, signal.SIGKILL)
     table = _processes()
     for pid in descendants(os.getpid()):
-        if pid in keep or table.get(pid, (0, 0, ""))[1] in spare_sessions:
+        # A job just forked has not called setsid yet: its pid is the session it is
+        # about to lead, so spare it by pid too (killing it there read as "exit -9").
+        if pid in keep or pid in spare_sessions or table.get(pid, (0, 0, ""))[1] in spare_sessions:
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
