@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response as StarletteResponse
 
-from .wirejson import compact
+from .wirejson import JSON_CONTENT_TYPE, compact
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -74,7 +74,6 @@ def check_async_endpoints(app: FastAPI, where: str) -> None:
                             "make it 'async def' (a sync endpoint runs in a thread pool, outside virtual time)")
 
 _NO_HEADERS: Headers = []
-_NO_PARAMS: dict[str, Any] = {}
 
 
 class AppCaller:
@@ -127,24 +126,27 @@ class AppCaller:
             entry = self._static.get((method, path))
             if entry is not None:  # a path without parameters: no regex to try
                 _, _, _, handler, route, binder = entry
-                if binder is not None:
-                    kwargs = binder.bind(_NO_PARAMS, query, headers, body)
-                    if kwargs is not None:
-                        return await self._bound_call(method, path, query, headers, body, {}, route, binder, kwargs)
-                return await self._fast_call(method, path, query, headers, body, {}, handler, route)
+                return await self._route_call(method, path, query, headers, body, {}, handler, route, binder)
             for regex, methods, convertors, handler, route, binder in table:
                 match = regex.match(path)
                 if match is not None and method in methods:
                     params = {
                         key: convertors[key].convert(value) for key, value in match.groupdict().items()
                     }
-                    if binder is not None:
-                        kwargs = binder.bind(params, query, headers, body)
-                        if kwargs is not None:
-                            return await self._bound_call(method, path, query, headers, body, params, route, binder, kwargs)
-                    return await self._fast_call(method, path, query, headers, body, params, handler, route)
+                    return await self._route_call(method, path, query, headers, body, params, handler, route, binder)
         # Unmatched routes (404/405, docs) and apps with middleware: the full stack.
         return await self._asgi_call(method, path, query, headers, body)
+
+    def _route_call(self, method, path, query, headers, body, params, handler, route, binder):
+        """The call of a matched route: bound by us if the binder can, else FastAPI's handler.
+
+        A plain function returning the coroutine to await: no extra frame on the hot path.
+        """
+        if binder is not None:
+            kwargs = binder.bind(params, query, headers, body)
+            if kwargs is not None:
+                return self._bound_call(method, path, query, headers, body, params, route, binder, kwargs)
+        return self._fast_call(method, path, query, headers, body, params, handler, route)
 
     def _scope(self, method, path, query, headers) -> dict:
         return {
@@ -210,10 +212,10 @@ class AppCaller:
                 await result.background()
             return result.status_code, result.raw_headers, result.body, None
         try:
-            payload = _ENCODE_LIKE_FASTAPI(result).encode()
+            payload = compact(result).encode()  # starlette's JSONResponse.render settings
         except (TypeError, ValueError):  # models, dates, sets: FastAPI's encoder knows them
-            payload = _ENCODE_LIKE_FASTAPI(jsonable_encoder(result)).encode()
-        return binder.status, [(b"content-length", str(len(payload)).encode()), _JSON], payload, None
+            payload = compact(jsonable_encoder(result)).encode()
+        return binder.status, [(b"content-length", str(len(payload)).encode()), JSON_CONTENT_TYPE], payload, None
 
     def _exception_handler(self, exc: Exception):
         handlers = self.app.exception_handlers
@@ -251,8 +253,6 @@ class AppCaller:
         return _unpack(messages)
 
 
-_JSON = (b"content-type", b"application/json")
-_ENCODE_LIKE_FASTAPI = compact  # the same settings as starlette's JSONResponse.render
 _INT = re.compile(r"[+-]?\d+\Z")
 
 

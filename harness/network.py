@@ -35,14 +35,14 @@ from fastapi import FastAPI
 from .asgi import AppCaller, check_async_endpoints
 from .capacity import Capacity, Overloaded
 from .http import ConnectError, ConnectionReset, NetworkError, RequestTimeout, Response
-from .wirejson import compact_ascii
+from .wirejson import JSON_CONTENT_TYPE, compact_ascii
 
 if TYPE_CHECKING:
     from .world import World
 
 __all__ = ["Client", "Instance", "InstanceContext", "Network"]
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON_HEADERS = [JSON_CONTENT_TYPE]
 _ENCODE = compact_ascii  # json.dumps(o, separators=(",", ":")), encoder built once
 
 

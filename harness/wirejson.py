@@ -22,7 +22,7 @@ from typing import Any
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
-__all__ = ["JSONResponse", "compact", "compact_ascii"]
+__all__ = ["JSON_CONTENT_TYPE", "JSONResponse", "compact", "compact_ascii"]
 
 
 def _encoder(*, ensure_ascii: bool, allow_nan: bool) -> Callable[[Any], str]:
@@ -48,7 +48,7 @@ compact = _encoder(ensure_ascii=False, allow_nan=False)
 compact_ascii = _encoder(ensure_ascii=True, allow_nan=True)
 
 
-_JSON_TYPE = (b"content-type", b"application/json")
+JSON_CONTENT_TYPE = (b"content-type", b"application/json")  # as a raw ASGI header
 
 
 class JSONResponse(_StarletteJSONResponse):
@@ -65,7 +65,7 @@ class JSONResponse(_StarletteJSONResponse):
         self.status_code = status_code
         self.background = None
         self.body = body = compact(content).encode("utf-8")
-        self.raw_headers = [(b"content-length", str(len(body)).encode("latin-1")), _JSON_TYPE]
+        self.raw_headers = [(b"content-length", str(len(body)).encode("latin-1")), JSON_CONTENT_TYPE]
 
     def render(self, content: Any) -> bytes:
         return compact(content).encode("utf-8")
