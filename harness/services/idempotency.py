@@ -22,6 +22,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ..wirejson import JSONResponse
+
 
 def replay(store: dict, key: str | None, payload: Any,
            operation: Callable[[], tuple[int, Any]], *, scope: str = "") -> tuple[int, Any, bool]:
@@ -43,3 +45,8 @@ def replay(store: dict, key: str | None, payload: Any,
     status, body = operation()
     store[slot] = {"fingerprint": fingerprint, "status": status, "body": body}
     return status, body, False
+
+
+def answer(status: int, body: Any, replayed: bool) -> JSONResponse:
+    """The HTTP answer of :func:`replay`'s result: a replay says so in ``Idempotent-Replayed``."""
+    return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else {})

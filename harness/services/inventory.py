@@ -16,9 +16,8 @@ from fastapi import Header, HTTPException
 from pydantic import BaseModel
 
 from ..network import InstanceContext
-from ..wirejson import JSONResponse  # FastAPI's, with its JSON encoder built once
 from .base import new_app, next_id
-from .idempotency import replay
+from .idempotency import answer, replay
 
 INITIAL_STOCK = 100
 
@@ -73,8 +72,7 @@ def create_app(ctx: InstanceContext):
                                  "items": [i.model_dump() for i in req.items], "at": ctx.now()}
             return 201, reservations[rid]
 
-        status, body, replayed = replay(keys, idempotency_key, req.model_dump(), run)
-        return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else {})
+        return answer(*replay(keys, idempotency_key, req.model_dump(), run))
 
     @app.delete("/reservations/{rid}")
     async def release(rid: str):

@@ -28,7 +28,7 @@ from ..http import NetworkError, RequestTimeout
 from ..network import InstanceContext
 from ..wirejson import JSONResponse  # FastAPI's, with its JSON encoder built once
 from .base import new_app, next_id
-from .idempotency import replay
+from .idempotency import answer, replay
 
 
 class Item(BaseModel):
@@ -80,15 +80,11 @@ def create_app(ctx: InstanceContext):
 
     @app.post("/orders", status_code=201)
     async def create(req: OrderRequest, idempotency_key: str | None = Header(default=None)):
-        if idempotency_key is None:
-            return new_order(req.user_id, [i.model_dump() for i in req.items], req.amount)
-
         def run():
             # A copy: a replay answers what the first request got, not the order's state today.
             return 201, dict(new_order(req.user_id, [i.model_dump() for i in req.items], req.amount))
 
-        status, body, replayed = replay(keys, idempotency_key, req.model_dump(), run)
-        return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else {})
+        return answer(*replay(keys, idempotency_key, req.model_dump(), run))
 
     @app.get("/orders/{oid}")
     async def get(oid: str):

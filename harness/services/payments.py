@@ -18,9 +18,8 @@ from fastapi import Header, HTTPException
 from pydantic import BaseModel
 
 from ..network import InstanceContext
-from ..wirejson import JSONResponse  # FastAPI's, with its JSON encoder built once
 from .base import new_app, next_id
-from .idempotency import replay
+from .idempotency import answer, replay
 
 
 class ChargeRequest(BaseModel):
@@ -40,10 +39,6 @@ def create_app(ctx: InstanceContext):
     refunds = db.setdefault("refunds", {})
     keys = db.setdefault("idempotency", {})
     decline_above = float(ctx.options.get("decline_above", 5000))
-
-    def answer(status: int, body, replayed: bool) -> JSONResponse:
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.post("/charges", status_code=201)
     async def charge(req: ChargeRequest, idempotency_key: str | None = Header(default=None)):
