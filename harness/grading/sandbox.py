@@ -108,9 +108,10 @@ def _processes() -> dict[int, tuple[int, int, str]]:
     return table
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid``."""
-    table = _processes()
+def descendants(pid: int, table: dict[int, tuple[int, int, str]] | None = None) -> list[int]:
+    """Every live descendant of ``pid`` (in ``table``, a :func:`_processes` reading, if given)."""
+    if table is None:
+        table = _processes()
     found, frontier = [], [pid]
     while frontier:
         current = frontier.pop()
@@ -127,8 +128,8 @@ def kill_tree(pgid: int | None, *, keep: set[int] = frozenset(), spare_sessions:
     if pgid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-    table = _processes()
-    for pid in descendants(os.getpid()):
+    table = _processes()  # one reading of /proc serves the tree and the sessions
+    for pid in descendants(os.getpid(), table):
         # A job just forked has not called setsid yet: its pid is the session it is
         # about to lead, so spare it by pid too (killing it there read as "exit -9").
         if pid in keep or pid in spare_sessions or table.get(pid, (0, 0, ""))[1] in spare_sessions:
