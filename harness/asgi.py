@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response as StarletteResponse
 
-from .wirejson import JSON_CONTENT_TYPE, compact
+from .wirejson import JSON_CONTENT_TYPE, dumps
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -212,9 +212,9 @@ class AppCaller:
                 await result.background()
             return result.status_code, result.raw_headers, result.body, None
         try:
-            payload = compact(result).encode()  # starlette's JSONResponse.render settings
+            payload = dumps(result)  # what starlette's JSONResponse.render writes
         except (TypeError, ValueError):  # models, dates, sets: FastAPI's encoder knows them
-            payload = compact(jsonable_encoder(result)).encode()
+            payload = dumps(jsonable_encoder(result))
         return binder.status, [(b"content-length", str(len(payload)).encode()), JSON_CONTENT_TYPE], payload, None
 
     def _exception_handler(self, exc: Exception):

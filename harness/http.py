@@ -11,8 +11,9 @@ caller gave up waiting.
 
 from __future__ import annotations
 
-import json as _json
 from typing import Any
+
+from .wirejson import loads
 
 __all__ = [
     "ConnectError",
@@ -61,7 +62,7 @@ class Response:
         """The body parsed as JSON; raises :class:`MalformedResponse` if it is not."""
         if self._json is _UNSET:
             try:
-                self._json = _json.loads(self.body)
+                self._json = loads(self.body)
             except ValueError as exc:
                 raise MalformedResponse(
                     f"response from {self.instance or 'service'} is not JSON: {self.body[:40]!r}"

@@ -35,7 +35,7 @@ from fastapi import FastAPI
 from .asgi import AppCaller, check_async_endpoints
 from .capacity import Capacity, Overloaded
 from .http import ConnectError, ConnectionReset, NetworkError, RequestTimeout, Response
-from .wirejson import JSON_CONTENT_TYPE, compact_ascii
+from .wirejson import JSON_CONTENT_TYPE, dumps
 
 if TYPE_CHECKING:
     from .world import World
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["Client", "Instance", "InstanceContext", "Network"]
 
 JSON_HEADERS = [JSON_CONTENT_TYPE]
-_ENCODE = compact_ascii  # json.dumps(o, separators=(",", ":")), encoder built once
 
 
 class InstanceContext:
@@ -373,7 +372,7 @@ def _encode(headers, json, body, params) -> tuple[bytes, list[tuple[bytes, bytes
     """Query string, raw ASGI headers and body of a request."""
     raw_headers = [(k.lower().encode(), str(v).encode()) for k, v in headers.items()] if headers else []
     if json is not None:
-        body = _ENCODE(json).encode()
+        body = dumps(json)  # the bytes httpx writes
         raw_headers = raw_headers + JSON_HEADERS
     query = _query(params).encode() if params else b""
     return query, raw_headers, body or b""
