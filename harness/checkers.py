@@ -141,14 +141,12 @@ def leftover_tasks(world: World) -> list:
     """
     import asyncio
 
-    from .network import Network
+    from .network import is_delivery
 
     loop = world.loop
     current = asyncio.current_task(loop) if loop.is_running() else None
-    delivery = Network._deliver.__code__
     return [task for task in asyncio.all_tasks(loop)
-            if not task.done() and task is not current and task not in world._tasks
-            and getattr(task.get_coro(), "cr_code", None) is not delivery]
+            if not task.done() and task is not current and task not in world._tasks and not is_delivery(task)]
 
 
 def task_name(task) -> str:
