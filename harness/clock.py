@@ -76,7 +76,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self._virtual_now = when
 
     def create_task(self, coro, *, name=None, context=None):
-        task = super().create_task(coro, name=name, context=context)
+        if self._debug or self._task_factory is not None or self._closed:
+            task = super().create_task(coro, name=name, context=context)
+        else:  # what the base class does in this case, minus a call and its checks (hot path)
+            task = asyncio.Task(coro, loop=self, name=name, context=context)
         # A world dropped unclosed leaves its load, schedules and requests waiting
         # forever; in virtual time that is normal, not worth "Task was destroyed
         # but it is pending!" on stderr when the collector frees them.
@@ -134,7 +137,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         was written, a signal handler is set, or someone registered another
         file descriptor.
         """
-        if not (self._wakeup_pending or self._signal_handlers or len(self._selector.get_map()) > 1):
+        if not (self._wakeup_pending or self._signal_handlers or len(self._selector._fd_to_key) > 1):
             return
         self._wakeup_pending = False
         events = self._selector.select(0)

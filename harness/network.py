@@ -26,6 +26,7 @@ timed-out payment can still charge the card.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, urlencode
@@ -146,7 +147,7 @@ class Instance:
         loop = self.world.loop
         waiter = loop.create_future()
         # One timer and one future: much cheaper than asyncio.wait, and hot.
-        timer = loop.call_later(seconds, _wake, waiter)
+        timer = loop.call_at(loop.time() + seconds, _wake, waiter, context=_BARE)
         self._holding.add(waiter)
         try:
             await waiter
@@ -322,7 +323,7 @@ class Network:
         """
         waiter = loop.create_future()
         task = loop.create_task(self._hand_over(delivery, waiter))
-        timer = loop.call_later(timeout, _time_out, waiter) if timeout > 0 else None
+        timer = loop.call_at(loop.time() + timeout, _time_out, waiter, context=_BARE) if timeout > 0 else None
         if timer is None:
             _time_out(waiter)
         try:
@@ -441,6 +442,11 @@ def _abandon(task: asyncio.Task, flight: _Flight) -> None:
 def _gave_up(caller, method, instance: Instance, path, timeout: float, at: float) -> RequestTimeout:
     return RequestTimeout(f"{caller} gave up on {method} {instance.address}{path} after {timeout:g} s",
                           target=instance.address, at=at)
+
+
+# The context of timers that only settle a future (the future's waiter resumes in
+# its own context): one shared, so no copy of the context per timer.
+_BARE = contextvars.Context()
 
 
 def _wake(waiter: asyncio.Future) -> None:
