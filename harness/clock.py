@@ -109,6 +109,32 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         handle._scheduled = True
         return handle
 
+    def call_series(self, times, callback, *args) -> None:
+        """Call ``callback(i, *args)`` at each of ``times`` (ascending), in the order that
+        setting all the timers now would give, but with one timer pending at a time.
+
+        An open-loop load of 14,000 arrivals then keeps a heap of hundreds of timers,
+        not of 14,000: every push and pop of the run is cheaper.
+        """
+        if not times:
+            return
+        first = self._timer_seq + 1
+        self._timer_seq += len(times)  # the series' places in the FIFO order, kept now
+
+        def arrive(i: int) -> None:
+            if i + 1 < len(times):
+                self._push(times[i + 1], first + i + 1, arrive, i + 1)
+            callback(i, *args)
+
+        self._push(times[0], first, arrive, 0)
+
+    def _push(self, when, seq, callback, *args) -> None:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        handle = (asyncio.TimerHandle if self._debug else _Timer)(when, callback, args, self, None)
+        heapq.heappush(self._timers, (when, seq, handle))
+        handle._scheduled = True
+
     def _timer_handle_cancelled(self, handle):
         if handle._scheduled:
             self._cancelled_timers += 1

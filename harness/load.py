@@ -61,12 +61,12 @@ def open_loop(
         if when >= until:
             break
         times.append(when)
-        loop.call_at(when, _launch, world, fire, i)
         i += 1
+    loop.call_series(times, _launch, world, fire)
     return times
 
 
-def _launch(world: World, fire: Callable[[int], Awaitable[object] | None], i: int) -> None:
+def _launch(i: int, world: World, fire: Callable[[int], Awaitable[object] | None]) -> None:
     started = fire(i)
     if started is not None:  # a coroutine: give it a task (a plain function has done its work)
         world.spawn(started)

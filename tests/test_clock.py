@@ -73,6 +73,22 @@ def test_timers_due_at_the_same_instant_run_first_in_first_out():
     assert order == list(range(20))
 
 
+def test_a_series_keeps_the_places_its_timers_would_have_had_if_all_were_set_at_once():
+    loop = VirtualTimeLoop()
+    seen: list[tuple[float, str]] = []
+    try:
+        loop.call_at(2.0, lambda: seen.append((loop.time(), "set before")))
+        loop.call_series([1.0, 2.0, 2.5, 3.0], lambda i, tag: seen.append((loop.time(), f"{tag}{i}")), "s")
+        loop.call_at(2.0, lambda: seen.append((loop.time(), "set after")))
+        loop.call_at(3.0, lambda: seen.append((loop.time(), "set after, later")))
+        assert len(loop._timers) == 4  # one timer of the series at a time
+        loop.run_until_complete(asyncio.sleep(5))
+    finally:
+        loop.close()
+    assert seen == [(1.0, "s0"), (2.0, "set before"), (2.0, "s1"), (2.0, "set after"), (2.5, "s2"),
+                    (3.0, "s3"), (3.0, "set after, later")]
+
+
 def test_tasks_sleeping_until_the_same_instant_wake_in_the_order_they_slept():
     woke: list[int] = []
 
