@@ -373,3 +373,24 @@ def test_young_garbage_is_collected_less_often_while_the_loop_runs_and_as_before
     run(main())
     assert seen == [harness.clock.YOUNG_GENERATION]
     assert gc.get_threshold() == before
+
+
+def test_a_callback_that_raises_is_reported_as_asyncio_reports_it_and_the_loop_goes_on():
+    loop = VirtualTimeLoop()
+    reports: list[dict] = []
+    ran: list[float] = []
+    loop.set_exception_handler(lambda _loop, context: reports.append(context))
+
+    def boom(what):
+        raise ValueError(what)
+
+    try:
+        loop.call_at(1.0, boom, "bad")
+        loop.call_at(1.0, lambda: ran.append(loop.time()))
+        loop.run_until_complete(asyncio.sleep(2))
+    finally:
+        loop.close()
+    assert ran == [1.0]
+    [report] = reports
+    assert isinstance(report["exception"], ValueError)
+    assert report["message"].startswith("Exception in callback ") and "boom('bad')" in report["message"]
