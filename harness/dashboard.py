@@ -32,8 +32,11 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from .toolchain.loader import display_path
+
 __all__ = [
     "ENV_VAR",
+    "display_path",
     "SAMPLE",
     "STATUSES",
     "STATUS_COLOURS",

@@ -249,3 +249,15 @@ def test_bad_grade_usage_is_one_line_exit_2(tmp_path, capsys, args, reason):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert reason in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_cli_and_the_grader_agree_on_the_default_time_limit():
+    from harness.cli import grade as cli_grade
+    from harness.grading import grader
+
+    assert cli_grade.DEFAULT_TIMEOUT == grader.DEFAULT_TIMEOUT
+
+
+def test_the_stuck_summary_says_what_it_counts(graded):
+    done, _, _, _ = graded
+    assert "learners who handed it in (" in done.stdout

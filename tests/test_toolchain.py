@@ -181,6 +181,14 @@ def test_a_learner_error_names_the_line_in_their_file(tmp_path):
     assert any("AttributeError" in m and "breaker.py:" in m for m in messages), messages
 
 
+def test_a_file_missing_a_name_the_checks_need_is_named_not_the_toolchains_module(tmp_path):
+    source = SOLUTION.read_text().replace("class CircuitBreaker:", "class Breaker:")
+    report = check_kata("breaker", folder_with(tmp_path, source), level=1)
+    message = report.levels[0].failures[0].message
+    assert "breaker.py defines no CircuitBreaker (the starting version has it" in message, message
+    assert "_kata_under_test" not in message
+
+
 def test_only_the_kata_file_of_a_submission_is_used(capsys, tmp_path):
     folder = folder_with(tmp_path, SOLUTION.read_text())
     (Path(folder) / "conftest.py").write_text("raise SystemExit('a conftest must never run')\n")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from .common import UsageError, seed_arg
 
+DEFAULT_TIMEOUT = 30.0  # grader.DEFAULT_TIMEOUT, written here so `kata` starts without the grader (tested)
+
 
 def register(sub) -> None:
     p = sub.add_parser("grade", help="grade a class folder (one subfolder per learner)",
@@ -15,9 +17,11 @@ def register(sub) -> None:
     p.add_argument("folder", help="the class folder: one subfolder per learner with their katas/<kata>.py")
     p.add_argument("--out", default="grades", help="where to write grades.csv and grades.json (default ./grades)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="jobs at once (default: CPU count)")
-    p.add_argument("--timeout", type=float, default=120.0, help="real seconds per kata of a submission (default 120)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"real seconds per kata of a submission (default {DEFAULT_TIMEOUT:g})")
     p.add_argument("--memory", type=int, default=1024, help="MB of memory per job (default 1024)")
-    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="seed of every check (default 0, the one learners see in `kata check`)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -56,6 +60,6 @@ def _summary(grades: dict, paths: dict) -> None:
     if shown:
         print("\nwhere the class is stuck" + ("" if most else " (no level holds back most of the class)") + ":")
         for s in shown:
-            print(f"  {s['kata']} level {s['level']} ({s['title']}): {s['failing']} of {s['of']} "
-                  f"({100 * s['share']:.0f}%)")
+            print(f"  {s['kata']} level {s['level']} ({s['title']}): {s['failing']} of the {s['of']} "
+                  f"learners who handed it in ({100 * s['share']:.0f}%)")
     print(f"\nwrote {paths['csv']} and {paths['json']}")

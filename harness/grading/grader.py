@@ -38,7 +38,7 @@ from .worker import PRELOAD, run_job, verify
 __all__ = ["GradingError", "find_submissions", "grade_class", "write_outputs"]
 
 GRADES_VERSION = 1
-DEFAULT_TIMEOUT = 120.0  # real seconds per kata of one submission
+DEFAULT_TIMEOUT = 30.0  # real seconds per kata of one submission (the slowest reference, saga, needs ~3 s)
 DEFAULT_MEMORY_MB = 1024  # address space on top of the worker's own
 STUCK_SHARE = 0.5  # "most of the class"
 

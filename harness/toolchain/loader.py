@@ -48,11 +48,24 @@ def kata_dir(against: str) -> Path:
 
 
 def display_path(path: Path) -> str:
-    """The path as the learner would type it: relative to the working folder when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    """The path as the learner would type it: relative to the working folder when inside it
+    or next to it (a notebook in ``chapters/`` sees ``../katas/breaker.py``), else as given.
+
+    >>> import os; here = Path.cwd()
+    >>> display_path(here / "katas" / "breaker.py") == os.path.join("katas", "breaker.py")
+    True
+    >>> display_path(here.parent / "katas" / "breaker.py") == os.path.join("..", "katas", "breaker.py")
+    True
+    """
+    resolved, here = Path(path).resolve(), Path.cwd().resolve()
+    for base, prefix in ((here, ""), (here.parent, "..")):
+        if prefix and base == Path(base.anchor):  # not "../etc/..." from a folder next to the root
+            break
+        try:
+            return str(Path(prefix, resolved.relative_to(base))) if prefix else str(resolved.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def compile_kata(kata: str, directory: Path) -> tuple[Path, CodeType]:
@@ -86,7 +99,42 @@ def load_kata(kata: str, directory: Path, code: CodeType | None = None) -> Modul
     except Exception as error:
         raise KataLoadError(f"{learner_frame(error, path)}importing it raised "
                             f"{type(error).__name__}: {error}") from None
+    if "__getattr__" not in module.__dict__:
+        module.__getattr__ = _missing_name(kata, path)
     return module
+
+
+def _missing_name(kata: str, path: Path):
+    """A module ``__getattr__`` for the learner's file: a name the checks need and the file lacks
+    is reported as the file's, not as the toolchain's internal module name."""
+    def __getattr__(name: str):
+        if name.startswith("__"):  # dunder probes (copy, pickle, typing): the usual answer
+            raise AttributeError(name)
+        if name in _stub_names(kata):
+            raise AttributeError(f"{display_path(path)} defines no {name} (the starting version has it: "
+                                 f"`kata reset {kata}` backs your file up and brings it back)")
+        raise AttributeError(f"{display_path(path)} defines no {name}")
+    return __getattr__
+
+
+def _stub_names(kata: str) -> set[str]:
+    """Top-level names of the project's starting version of ``kata`` (empty if it cannot be read)."""
+    import ast
+
+    # Read as a file next to the harness package, never imported: the grader blocks `katas`.
+    stub = Path(__file__).resolve().parents[2] / "katas" / f"{kata}.py"
+    try:
+        tree = ast.parse(stub.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
 
 
 def learner_frame(error: BaseException, path: Path) -> str:
