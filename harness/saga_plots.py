@@ -30,6 +30,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from .plots import OUTCOME_COLOURS, state_bands
 from .recorder import Recorder
@@ -200,22 +201,63 @@ def swimlanes(sources: Sequence[Recorder | Any], titles: Sequence[str], **option
     return fig
 
 
+NOT_PLACED_COLOUR = "#999999"
+
+
+def tile_label(name: str) -> str:
+    """An invariant's name on (at most) two balanced lines, for a tile of the saga-chaos figure.
+
+    >>> tile_label("sagas end in time"), tile_label("no compensation twice"), tile_label("conserved")
+    ('sagas end\\nin time', 'no compensation\\ntwice', 'conserved')
+    """
+    words = name.split()
+    if len(words) < 2:
+        return name
+    splits = [(" ".join(words[:i]), " ".join(words[i:])) for i in range(1, len(words))]
+    first, second = min(splits, key=lambda pair: (max(len(pair[0]), len(pair[1])), len(pair[1])))
+    return f"{first}\n{second}"
+
+
+def violations_text(count: int) -> str:
+    """What a tile says: ``holds``, or how many violations (not orders: one order can break a rule twice).
+
+    >>> violations_text(0), violations_text(1), violations_text(39)
+    ('holds', '1 violation', '39 violations')
+    """
+    if count == 0:
+        return "holds"
+    return f"{count} violation{'s' if count != 1 else ''}"
+
+
 def saga_chaos_figure(result: Any) -> Figure:
-    """For ``kata simulate saga-chaos --plot``: how the orders ended, and which invariants broke, per variant."""
+    """For ``kata simulate saga-chaos --plot``: how the orders ended, and which invariants broke, per variant.
+
+    Each bar adds up to the orders attempted: confirmed, cancelled, still pending, and not placed (the
+    create call failed, so the shop never had the order). A tile counts an invariant's violations, which
+    are not orders: "nothing pending" counts each pending order and each reservation still held.
+    """
     variants = result.variants
-    fig = Figure(figsize=(9.5, 1.6 + 0.9 * len(variants)))
-    ax_end, ax_inv = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1]})
+    fig = Figure(figsize=(12, 1.7 + 0.9 * len(variants)))
+    ax_end, ax_inv = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
     names = [v.name for v in variants]
-    confirmed = [v.summary["confirmed"] for v in variants]
-    cancelled = [v.summary["cancelled"] for v in variants]
-    stuck = [v.summary["pending"] for v in variants]
-    ax_end.barh(names, confirmed, color="#009E73", label="confirmed")
-    ax_end.barh(names, cancelled, left=confirmed, color="#56B4E9", label="cancelled")
-    ax_end.barh(names, stuck, left=[a + b for a, b in zip(confirmed, cancelled, strict=True)], color="#D55E00",
-                label="still pending")
+    segments = [("confirmed", "confirmed", "#009E73"), ("cancelled", "cancelled", "#56B4E9"),
+                ("pending", "still pending", "#D55E00"), ("orders_not_placed", "not placed", NOT_PLACED_COLOUR)]
+    left = [0] * len(variants)
+    for key, label, colour in segments:
+        counts = [v.summary.get(key, 0) for v in variants]
+        ax_end.barh(names, counts, left=left, color=colour, label=label)
+        left = [a + b for a, b in zip(left, counts, strict=True)]
+    attempted = [v.summary["orders"] for v in variants]
+    for i, (total, orders) in enumerate(zip(left, attempted, strict=True)):
+        ax_end.text(total, i, f" {total}" if total == orders else f" {total} of {orders}", va="center",
+                    fontsize=8, color="#333333")
+    widest = max(left + attempted, default=1) or 1
+    ax_end.set_xlim(0, widest * 1.12)  # room for the totals: no bar is clipped
+    ax_end.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole orders
     ax_end.invert_yaxis()
-    ax_end.set_xlabel("orders")
-    ax_end.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
+    ax_end.set_xlabel(f"orders ({max(attempted, default=0)} attempted)")
+    ax_end.spines[["top", "right"]].set_visible(False)
+    ax_end.legend(fontsize=7.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4)
     ax_end.set_title("how the orders ended", loc="left", fontsize=10)
     invariants = list(variants[0].summary["violations"])
     ax_inv.set_xlim(-0.5, len(invariants) - 0.5)
@@ -225,13 +267,13 @@ def saga_chaos_figure(result: Any) -> Figure:
             count = v.summary["violations"][name]
             ax_inv.add_patch(Rectangle((j - 0.48, i - 0.45), 0.96, 0.9,
                                        color="#c8e6c9" if count == 0 else "#ffcdd2"))
-            ax_inv.text(j, i, "holds" if count == 0 else f"{count}\nbroken", ha="center", va="center", fontsize=7,
+            ax_inv.text(j, i, violations_text(count).replace(" ", "\n"), ha="center", va="center", fontsize=7.5,
                         color="#1b5e20" if count == 0 else "#b71c1c")
-    ax_inv.set_xticks(range(len(invariants)), [name.replace(" ", "\n") for name in invariants], fontsize=7)
+    ax_inv.set_xticks(range(len(invariants)), [tile_label(name) for name in invariants], fontsize=7.5)
     ax_inv.set_yticks(range(len(names)), [""] * len(names))
     ax_inv.tick_params(length=0)
     ax_inv.spines[:].set_visible(False)
-    ax_inv.set_title("invariants", loc="left", fontsize=10)
+    ax_inv.set_title("invariants (violations found, not orders)", loc="left", fontsize=10)
     fig.suptitle(f"saga-chaos, seed {result.seed}", x=0.01, ha="left", fontsize=11)
     fig.tight_layout()
     return fig

@@ -23,32 +23,46 @@ Variants, each in its own world with the same seed and the same orders:
 returns an object with ``async run(order, saga_id)``, such as the saga
 kata's ``OrderSaga``.
 
+Each variant's summary accounts for every order attempted, read from
+orders' own database: ``confirmed + cancelled + pending +
+orders_not_placed == orders``. An order is *not placed* when the shop
+never created it (the create call itself failed: orders answered 503, say),
+so there was nothing to confirm, cancel or undo. The invariants count
+*violations*, not orders: "nothing pending" counts each pending order and
+each reservation still held for an order that is not confirmed.
+
 >>> result = run(seed=3, variants=["hardened-step-functions"], orders=8)
 >>> summary = result.variant("hardened-step-functions").summary
 >>> summary["orders"], summary["pending"], sum(summary["violations"].values())
 (8, 0, 0)
+>>> sum(summary[key] for key in ("confirmed", "cancelled", "pending", "orders_not_placed"))
+8
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from ..faults import parse_schedule
+from ..faults import BUS_FAULTS, FaultError, ScheduledFault, parse_schedule
 from ..invariants import invariant_report
 from ..seed_choreography import SeedChoreography
 from ..stepfunctions import HARDENED_FLOW, SEED_FLOW, run_flow
 from ..world import World
 from .base import ScenarioResult, Variant
 
-__all__ = ["DEFAULT_FAULTS", "VARIANTS", "apply_schedule", "make_orders", "run", "run_variant"]
+__all__ = ["CALLERS", "DEFAULT_FAULTS", "VARIANTS", "apply_schedule", "check_schedule", "make_orders", "run",
+           "run_variant"]
 
 VARIANTS = ("seed-step-functions", "hardened-step-functions", "seed-choreography")
 SERVICES = ("orders", "inventory", "payments", "notifications")
 LATENCY = 0.05  # every service takes 50 ms: sagas overlap each other and the faults
 HORIZON = 400.0  # virtual seconds: every saga has long ended by then, or never will
 BOUND = 120.0  # the invariant's bound: an order ends confirmed or cancelled within this
+# The callers the variants make (besides the shop's services): a fault's source may name them too.
+CALLERS = ("step-functions", "orchestrator", *(f"{service}-consumer" for service in SERVICES))
 
 # Plain harness fault dicts (``kata simulate saga-chaos --faults FILE`` replaces them). A partition
 # with source "*" loses the answers to every caller: orchestrator and consumers alike.
@@ -73,11 +87,32 @@ def make_orders(world: World, count: int) -> list[dict[str, Any]]:
     return orders
 
 
+def check_schedule(world: World, schedule: list[ScheduledFault]) -> None:
+    """Refuse a fault aimed at nobody, before anything runs (like ``world.faults.schedule``): a target must be
+    a service or an instance of ``world`` (or ``"*"``); a source may also be one of :data:`CALLERS` or a client
+    of the world. Raises :class:`~harness.faults.FaultError` with a one-line reason."""
+    callers = set(CALLERS) | world.client_names | {"client"}
+    for entry in schedule:
+        fault = entry.fault
+        for role, name in (("target", None if fault.kind in BUS_FAULTS else fault.target),
+                           ("source", fault.source)):
+            if name is None or name == "*" or name in world.net.services or name in world.net.instances \
+                    or name in callers:
+                continue
+            known = ", ".join(sorted(world.net.services))
+            if role == "target":
+                raise FaultError(f"fault target {name!r} is neither a service nor an instance (services: {known})")
+            raise FaultError(f"fault source {name!r} is neither a service, an instance nor a caller "
+                             f"(services: {known}; callers: {', '.join(CALLERS)})")
+
+
 def apply_schedule(world: World, faults: list[dict[str, Any]]) -> None:
     """Switch the faults on and off at their times, like ``world.faults.schedule``, except that any caller
     (``"step-functions"``, ``"*"``) may be a partition's source: the world's own scheduler accepts only
-    service and instance names there."""
+    service and instance names there. A malformed schedule, or a fault aimed at nobody, raises
+    :class:`~harness.faults.FaultError` before anything is switched on (see :func:`check_schedule`)."""
     schedule = parse_schedule(faults)
+    check_schedule(world, schedule)
 
     async def apply() -> None:
         timeline = []
@@ -102,17 +137,20 @@ def run_variant(name: str, seed: int, *, orders: int = 40, faults: list[dict[str
     for service in SERVICES:
         world.add_service(service)
         world.faults.inject({"fault": "latency", "target": service, "dist": "constant", "value": LATENCY})
-    apply_schedule(world, DEFAULT_FAULTS if faults is None else faults)
+    try:
+        apply_schedule(world, DEFAULT_FAULTS if faults is None else faults)
+    except FaultError:
+        world.close()  # refused before anything ran
+        raise
     wanted = make_orders(world, orders)
-    outcome: dict[str, Any] = {"uncaught": 0, "not_placed": 0}
+    outcome: dict[str, Any] = {"uncaught": 0}
 
     async def one(n: int, order: dict[str, Any], flow: Any) -> None:
         await asyncio.sleep(n * 1.0)
         if name == "seed-choreography":
-            try:
+            # The customer's request may fail (no order, nothing to undo): counted from orders' database.
+            with contextlib.suppress(Exception):
                 await flow.place(order)
-            except Exception:  # noqa: BLE001  (the customer's request failed: no order, nothing to undo)
-                outcome["not_placed"] += 1
         elif name == "your-saga":
             await flow.run(order, f"saga-{n + 1}")
         else:
@@ -139,11 +177,17 @@ def run_variant(name: str, seed: int, *, orders: int = 40, faults: list[dict[str
     for charge in charges:
         if charge["status"] == "captured":
             per_order[charge["order_id"]] = per_order.get(charge["order_id"], 0) + 1
+    # Every order attempted is confirmed, cancelled, pending, or was never created (its create call failed).
     summary: dict[str, Any] = {
         "orders": len(wanted),
         "confirmed": statuses.count("confirmed"),
         "cancelled": statuses.count("cancelled"),
         "pending": statuses.count("pending"),
+        "orders_not_placed": max(0, len(wanted) - len(statuses)),
+    }
+    if len(statuses) > len(wanted):  # a saga that created its order twice: the extra ones are counted too
+        summary["orders_created_extra"] = len(statuses) - len(wanted)
+    summary |= {
         "charged_twice": sum(1 for n in per_order.values() if n > 1),
         "violations": {name: len(found) for name, found in report.items()},
         "first_violation": next((str(v) for found in report.values() for v in found), None),
@@ -151,7 +195,6 @@ def run_variant(name: str, seed: int, *, orders: int = 40, faults: list[dict[str
     if name.endswith("step-functions"):
         summary["executions_failed_uncaught"] = outcome["uncaught"]
     if name == "seed-choreography":
-        summary["orders_not_placed"] = outcome["not_placed"]
         summary["dead_letters"] = len(world.bus.dead_letters())
     world.close()
     return Variant(name, world, summary)
