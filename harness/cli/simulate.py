@@ -3,13 +3,19 @@
 Runs a named scenario in virtual time and prints what happened: per variant,
 the headline figures and per-service metrics; with ``--json`` the contract of
 DESIGN.md §6 (``scenario, seed, digest, virtual_seconds, requests, by_status,
-metrics``). ``--faults FILE`` replaces the scenario's fault schedule with a
-JSON list of faults (see :mod:`harness.faults`).
+metrics``), virtual times rounded to 6 decimals, metrics in seconds
+(``p50_s``, ``rate_per_s``), summaries in ms (``p50_ms``). ``--faults FILE``
+replaces the scenario's fault schedule with a JSON list of faults (see
+:mod:`harness.faults`). The closing ``replay:`` line repeats every option that
+shapes the run (seed, variants, fault file).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -34,17 +40,52 @@ def load_schedule(path: str) -> list[dict]:
     from ..faults import FaultError, parse_schedule
 
     file = Path(path)
+    if file.is_dir():
+        raise UsageError(f"fault schedule {path!r} is a folder, not a file")
     if not file.is_file():
         raise UsageError(f"fault schedule {path!r}: no such file")
     try:
         data = json.loads(file.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"fault schedule {path!r} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"fault schedule {path!r} cannot be read: {exc.strerror or exc}") from None
     try:
         parse_schedule(data)
     except FaultError as exc:
         raise UsageError(f"{path}: {exc}") from None
-    return data["faults"] if isinstance(data, dict) else data
+    entries = data["faults"] if isinstance(data, dict) else data
+    # "until": null means never cleared; some scenarios read "until" with a default, so drop it
+    return [{k: v for k, v in entry.items() if not (k == "until" and v is None)} for entry in entries]
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_plot_path(path: str) -> None:
+    """Refuse a --plot file that cannot be written, before the run rather than after it."""
+    file = Path(path)
+    if file.is_dir():
+        raise UsageError(f"--plot {path!r} is a folder; give a file name such as {str(file / 'run.png')!r}")
+    if file.suffix.lower() not in PLOT_SUFFIXES:
+        raise UsageError(f"--plot {path!r}: use a .png, .svg or .pdf file name")
+    folder = file.parent
+    if not folder.exists():
+        raise UsageError(f"--plot {path!r}: folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise UsageError(f"--plot {path!r}: {str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (file.exists() and not os.access(file, os.W_OK)):
+        raise UsageError(f"--plot {path!r}: no permission to write there")
+
+
+def replay_command(args) -> str:
+    """The command that runs the same scenario again: every option that shapes the run."""
+    words = ["kata", "simulate", args.scenario, "--seed", str(args.seed)]
+    for variant in args.variant or []:
+        words += ["--variant", variant]
+    if args.faults:
+        words += ["--faults", args.faults]
+    return shlex.join(words)
 
 
 def run(args) -> int:
@@ -60,8 +101,8 @@ def run(args) -> int:
     for variant in args.variant or []:
         if variant not in known:
             raise UsageError(f"scenario {args.scenario!r} has no variant {variant!r} (variants: {', '.join(known)})")
-    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise UsageError(f"--plot {args.plot!r}: use a .png, .svg or .pdf file name")
+    if args.plot:
+        check_plot_path(args.plot)
     faults = load_schedule(args.faults) if args.faults else None
     from ..faults import FaultError
 
@@ -74,7 +115,12 @@ def run(args) -> int:
     if args.plot:
         from ..scenarios.figures import scenario_figure
 
-        scenario_figure(result).savefig(args.plot, dpi=110, bbox_inches="tight")
+        try:
+            scenario_figure(result).savefig(args.plot, dpi=110, bbox_inches="tight")
+        except OSError as exc:  # checked before the run, but the disk can still fill up
+            raise UsageError(f"--plot {args.plot!r}: cannot save the figure: {exc.strerror or exc}") from None
+    for note in result.notes:
+        print(f"kata: note: {note}", file=sys.stderr)
     if args.json:
         print_json(result.to_json())
         return 0
@@ -83,7 +129,7 @@ def run(args) -> int:
 
 
 def _print_human(result, wall: float, args) -> None:
-    print(f"scenario {result.name}  seed {result.seed}  {result.virtual_seconds:g} virtual s "
+    print(f"scenario {result.name}  seed {result.seed}  {round(result.virtual_seconds, 6)} virtual s "
           f"in {wall:.2f} wall s  digest {result.digest[:12]}")
     for variant in result.variants:
         print(f"\n── {variant.name}")
@@ -99,4 +145,4 @@ def _print_human(result, wall: float, args) -> None:
         print(f"\n{key}: {value}")
     if args.plot:
         print(f"\nplot saved to {args.plot}")
-    print(f"\nreplay: kata simulate {result.name} --seed {result.seed}")
+    print(f"\nreplay: {replay_command(args)}")

@@ -28,11 +28,11 @@ from typing import Any
 from ..load import open_loop
 from ..recorder import quantile
 from ..world import World
-from .base import ScenarioResult, Variant
+from .base import ScenarioResult, Variant, faults_per_variant
 from .composition import OWN_WORK, create_app
 from .fanout import SERVICE_TIMES
 
-__all__ = ["SLOWDOWN", "VARIANTS", "build", "run", "run_variant"]
+__all__ = ["SLOWDOWN", "VARIANTS", "build", "run", "run_variant", "targets"]
 
 VARIANTS = ("sequential", "parallel", "deadline")
 SLOWDOWN = (30.0, 90.0)  # orders takes 3 s instead of 150 ms
@@ -58,6 +58,15 @@ def build(seed: int, variant: str, *, deadline: float = DEADLINE) -> World:
         world.faults.inject({"fault": "latency", "target": service, "route": route,
                              "dist": "constant", "value": seconds})
     return world
+
+
+def targets(variant: str) -> set[str]:
+    """The services and instances a fault can name in ``variant`` (the gateway or the bff differ)."""
+    world = build(0, variant)
+    try:
+        return set(world.net.services) | set(world.net.instances)
+    finally:
+        world.close()
 
 
 def run_variant(name: str, seed: int, *, rate: float = RATE, duration: float = DURATION,
@@ -91,7 +100,8 @@ def run_variant(name: str, seed: int, *, rate: float = RATE, duration: float = D
 
 def summarize(world: World, schedule: list[dict]) -> dict[str, Any]:
     views = world.recorder.select(caller="customer")
-    slow = [(e["at"], e.get("until", float("inf"))) for e in schedule if e.get("target") == "orders"]
+    slow = [(e["at"], e["until"] if e.get("until") is not None else float("inf"))  # "until": null = never
+            for e in schedule if e.get("target") == "orders"]
 
     def during(x) -> bool:
         return any(lo <= x.start < hi for lo, hi in slow)
@@ -118,7 +128,18 @@ def run(seed: int = 0, *, variants: list[str] | None = None, faults: list[dict] 
         **settings: Any) -> ScenarioResult:
     """Run the chosen variants (all by default); ``settings``: rate, duration, deadline."""
     chosen = variants or list(VARIANTS)
-    result = ScenarioResult("slow-backend", seed, [run_variant(v, seed, faults=faults, **settings) for v in chosen])
+    for name in chosen:
+        if name not in VARIANTS:
+            raise KeyError(f"unknown variant {name!r} (slow-backend has: {', '.join(VARIANTS)})")
+    notes: list[str] = []
+    per_variant: dict[str, list[dict] | None] = dict.fromkeys(chosen)
+    if faults is not None:  # checked against every chosen variant before any runs
+        every = {v: targets(v) for v in VARIANTS}
+        per_variant, notes = faults_per_variant(faults, {v: every[v] for v in chosen}, callers=("customer",),
+                                                others=every)
+    result = ScenarioResult("slow-backend", seed, [run_variant(v, seed, faults=per_variant[v], **settings)
+                                                   for v in chosen])
+    result.notes = notes
     result.plot = _plot
     return result
 
