@@ -1,8 +1,9 @@
 """``game-day``: the whole shop under a chaos schedule, without and with the patterns.
 
 Customers use the shop for ten virtual minutes (open loop, seeded): profile
-pages through the gateway, product pages on the catalog, and checkouts on
-orders. Meanwhile :data:`CHAOS` (plain data, the kind an instructor writes)
+pages through the gateway, product pages on the catalog, checkouts on
+orders, stock lookups on inventory, and orders placed through an order saga
+(``POST sagas /orders``, see :mod:`.game_day_sagas`). Meanwhile :data:`CHAOS` (plain data, the kind an instructor writes)
 breaks things: payments hangs, a catalog instance crashes and then flaps,
 inventory turns slow, and a buggy catalog release ``v2`` is deployed.
 
@@ -11,17 +12,25 @@ Two variants, each in its own world with the same seed and the same chaos:
 - ``unprotected``: what the seed starts from. Static round-robin over every
   instance (up or down), no breaker, the seed's long timeouts (30 s on
   orders -> payments, 5 s per part at the gateway), and the new catalog
-  release added to the round-robin for everyone at once.
+  release added to the round-robin for everyone at once; the saga
+  orchestrator runs the seed's Step Functions flow.
 - ``protected``: every pattern given in ``patterns`` (modules with the katas'
   public APIs; the chapter passes the learner's, tests pass the reference
   solutions): a health-checked ``registry`` behind the network's balancer,
   a ``breaker`` per orders instance on its payments call (1 s timeout), a
   ``composer`` at the gateway (one 1 s deadline for the whole profile), and a
-  ``canary`` split and rollout for catalog v2. A pattern left out (None) falls
-  back to the unprotected behaviour for that part, and the variant's summary
-  says which ones ran.
+  ``canary`` split and rollout for catalog v2, the ``saga`` kata's
+  ``OrderSaga`` as the orchestrator, and the ``tracing`` kata's tracer on
+  every service (see :mod:`.game_day_tracing`). A pattern left out (None)
+  falls back to the unprotected behaviour for that part, and the variant's
+  summary says which ones ran.
 
-The verdict is the SLOs of :mod:`harness.slo` on what customers saw.
+The verdict is the SLOs of :mod:`harness.slo` on what customers saw. After
+the customers stop, the shop gets :data:`DRAIN` more virtual seconds to
+finish the sagas it started; then the saga invariants of
+:mod:`harness.invariants` are checked (``summary["sagas"]``), and with
+tracing the report of the learner's tracing functions is added
+(``summary["tracing"]``, and ``variant.traces`` for plots).
 
 >>> result = run(seed=3, variants=["unprotected"], duration=30)
 >>> result.variant("unprotected").summary["customer_requests"] > 500
@@ -42,17 +51,24 @@ from ..services.base import new_app
 from ..slo import SLO, Alert, SLOReport, burn_rate_rules, evaluate, fire_alerts, seed_rules
 from ..world import World
 from .base import ScenarioResult, Variant
+from .game_day_sagas import SAGA_SERVICE, orchestrator, saga_order, saga_verdict, smoke_saga
+from .game_day_tracing import smoke_tracing, trace_report, traced_customer
 
-__all__ = ["CHAOS", "chaos_view", "DURATION", "PATTERNS", "RATES", "SHOP", "VARIANTS", "customer_slos", "judge",
-           "learner_patterns", "run", "run_variant"]
+__all__ = ["CHAOS", "chaos_view", "DRAIN", "DURATION", "NEEDS", "PATTERNS", "RATES", "SHOP", "VARIANTS",
+           "customer_slos", "judge", "learner_patterns", "run", "run_variant"]
 
 DURATION = 600.0  # ten virtual minutes
-SHOP = {"gateway": 2, "users": 2, "catalog": 3, "orders": 2, "inventory": 2, "payments": 2, "notifications": 1}
-RATES = {"profile": 4.0, "product": 12.0, "checkout": 4.0}  # customer arrivals per second
+SHOP = {"gateway": 2, "users": 2, "catalog": 3, "orders": 2, "inventory": 2, "payments": 2, "notifications": 1,
+        SAGA_SERVICE: 2}
+RATES = {"profile": 4.0, "product": 12.0, "checkout": 4.0, "saga": 2.0}  # customer arrivals per second
+DRAIN = 120.0  # after the customers stop: at most this long for the sagas they started to end (the invariants' bound)
 CLIENT_TIMEOUT = 10.0  # a customer gives up after 10 s
 CANARY_AT = 420.0  # catalog v2 is deployed then
 CANARY_BUG_RATE = 0.2  # share of v2's product lookups that fail
-PATTERNS = ("registry", "breaker", "composer", "canary")
+PATTERNS = ("registry", "breaker", "composer", "canary", "saga", "tracing")
+# The levels each kata must pass to play its part (the chapter's "Your patterns" table).
+NEEDS = {"registry": "1-5", "breaker": "1-3", "composer": "1-3", "canary": "1-2", "saga": "1-3 and 5",
+         "tracing": "1-5"}
 VARIANTS = ("unprotected", "protected")
 # Burn-rate windows: a 30-day period squeezed into ten minutes would make the
 # one-hour window 0.8 s, shorter than an alert evaluation step, so the game
@@ -80,6 +96,7 @@ def customer_slos() -> list[SLO]:
         SLO("catalog", 0.999, 1.0, path="/products", caller="customer"),
         SLO("orders", 0.999, 1.0, path="/checkout", caller="customer"),
         SLO("inventory", 0.999, 1.0, path="/stock", caller="customer"),
+        SLO(SAGA_SERVICE, 0.999, 1.0, path="/orders", caller="customer"),
     ]
 
 
@@ -215,21 +232,35 @@ def _breaker_factory(module: ModuleType) -> Callable[[InstanceContext], Any]:
 # -- one run ---------------------------------------------------------------------------
 def run_variant(name: str, seed: int, *, duration: float = DURATION, chaos: list[dict] | None = None,
                 patterns: dict[str, ModuleType | None] | None = None, scale: float | None = None) -> Variant:
-    """Run one variant; ``patterns`` maps registry/breaker/composer/canary to kata modules (or None)."""
+    """Run one variant; ``patterns`` maps the names in :data:`PATTERNS` to kata modules (or None)."""
     if name not in VARIANTS:
         raise KeyError(f"unknown variant {name!r} (game-day has: {', '.join(VARIANTS)})")
     use = dict.fromkeys(PATTERNS) if name == "unprotected" else {p: (patterns or {}).get(p) for p in PATTERNS}
     world = World(seed=seed, record_headers=False)
+    tracer = use["tracing"].Tracer(world.clock, world.rng("tracing")) if use["tracing"] else None
+
+    def traced(factory: Callable[[InstanceContext], Any] | None, service: str) -> Any:
+        if tracer is None:
+            return factory
+        from ..services import SHOP as SHOP_SERVICES
+
+        return tracer.instrument(factory or SHOP_SERVICES[service])
+
     for service, count in SHOP.items():
         options: dict[str, Any] = {}
         factory = None
+        workers, queue = 16, 32
         if service == "orders":
             options["payments_timeout"] = 1.0 if use["breaker"] else 30.0
             if use["breaker"]:
                 options["payments_guard_factory"] = _breaker_factory(use["breaker"])
         if service == "gateway" and use["composer"]:
             factory = _composed_gateway(use["composer"], deadline=0.5)  # under the 1 s SLO
-        world.add_service(service, factory, instances=count, workers=16, queue=32, options=options)
+        if service == SAGA_SERVICE:
+            # An orchestrator holds a worker for a whole saga (seconds, in bad times): room for ~2 minutes of them.
+            factory, workers, queue = orchestrator(use["saga"]), 128, 64
+        world.add_service(service, traced(factory, service), instances=count, workers=workers, queue=queue,
+                          options=options)
     # Service times: every service does a few milliseconds of work; payments talks to a card network.
     # They are latency faults in the harness, but weather, not chaos: chaos_view() leaves them out.
     service_times = []
@@ -248,7 +279,8 @@ def run_variant(name: str, seed: int, *, duration: float = DURATION, chaos: list
     rollout: dict[str, Any] = {}
 
     def release() -> None:
-        canary = world.add_instance("catalog", release="v2", options={"bug_rate": CANARY_BUG_RATE})
+        canary = world.add_instance("catalog", traced(None, "catalog"), release="v2",
+                                    options={"bug_rate": CANARY_BUG_RATE})
         # Not a fault, but part of the schedule: a band on the timeline, like the chaos.
         world.recorder.event(world.now(), "fault-on", f"release catalog v2 on {canary.address}", key="release")
         service_times.append(world.faults.inject({"fault": "latency", "target": canary.address,
@@ -269,35 +301,61 @@ def run_variant(name: str, seed: int, *, duration: float = DURATION, chaos: list
             world.spawn(roll())
 
     world.loop.call_at(CANARY_AT, release)
-    _customers(world, duration)
+    attempts = _customers(world, duration, traced_customer(world, tracer) if tracer is not None else None)
     world.run(until=duration)
     summary = _summarize(world, duration, scale if scale is not None else BURN_SCALE,
                          use, rollout)
     summary["service_time_faults"] = service_times
+    world.run(_drain(world, duration + DRAIN, attempts))  # no new customers: the sagas they started get time to end
+    flow = "your OrderSaga" if use["saga"] is not None else "the seed's Step Functions flow"
+    summary["sagas"] = saga_verdict(world, attempts["saga"], flow)
+    variant = Variant(name, world, summary)
+    if tracer is not None:
+        summary["tracing"], variant.traces = trace_report(use["tracing"], list(tracer.spans), world.rng("sampler"))
     world.close()
-    return Variant(name, world, summary)
+    return variant
 
 
-def _customers(world: World, duration: float) -> None:
-    """Open-loop customer traffic: each arrival fired, nobody waits on it."""
+async def _drain(world: World, until: float, attempts: dict[str, int]) -> None:
+    """Wait (checking every virtual second) until every saga a customer started has ended, or until ``until``."""
+    ends = world.db(SAGA_SERVICE).setdefault("ends", {})
+    while len(ends) < attempts["saga"] and world.now() < until:
+        await asyncio.sleep(min(1.0, until - world.now()))
+
+
+def _customers(world: World, duration: float, traced: Callable[..., None] | None = None) -> dict[str, int]:
+    """Open-loop customer traffic: each arrival fired, nobody waits on it (with tracing: through the
+    learner's tracing client, in a task of its own). Returns the arrivals per stream, counted as they come."""
     net = world.net
+    arrivals = {"saga": 0}
+
+    def send(method: str, target: str, path: str, **kwargs: Any) -> None:
+        if traced is not None:
+            traced(method, target, path, timeout=CLIENT_TIMEOUT, **kwargs)
+        else:
+            net.fire(method, target, path, caller="customer", timeout=CLIENT_TIMEOUT, **kwargs)
 
     def profile(i: int) -> None:
-        net.fire("GET", "gateway", f"/profile/user-{i % 50 + 1}", caller="customer", timeout=CLIENT_TIMEOUT)
+        send("GET", "gateway", f"/profile/user-{i % 50 + 1}")
 
     def product(i: int) -> None:
-        net.fire("GET", "catalog", f"/products/sku-{i % 20 + 1}", caller="customer", timeout=CLIENT_TIMEOUT)
+        send("GET", "catalog", f"/products/sku-{i % 20 + 1}")
 
     def checkout(i: int) -> None:
-        net.fire("POST", "orders", "/checkout", caller="customer", timeout=CLIENT_TIMEOUT,
-                 json={"user_id": f"user-{i % 50 + 1}", "amount": 25.0})
+        send("POST", "orders", "/checkout", json={"user_id": f"user-{i % 50 + 1}", "amount": 25.0})
 
     def stock(i: int) -> None:
-        net.fire("GET", "inventory", f"/stock/sku-{i % 20 + 1}", caller="customer", timeout=CLIENT_TIMEOUT)
+        send("GET", "inventory", f"/stock/sku-{i % 20 + 1}")
+
+    def saga(i: int) -> None:
+        arrivals["saga"] += 1
+        send("POST", SAGA_SERVICE, "/orders", json=saga_order(i))
 
     for stream, fire in (("profile", profile), ("product", product), ("checkout", checkout)):
         open_loop(world, RATES[stream], until=duration, fire=fire, arrivals="poisson", stream=stream)
     open_loop(world, RATES["checkout"], until=duration, fire=stock, arrivals="poisson", stream="stock")
+    open_loop(world, RATES["saga"], until=duration, fire=saga, arrivals="poisson", stream="saga")
+    return arrivals
 
 
 def _summarize(world: World, duration: float, scale: float, use: dict[str, Any], rollout: dict) -> dict[str, Any]:
@@ -325,8 +383,10 @@ def learner_patterns(folder: str = "katas") -> tuple[dict[str, ModuleType | None
             _smoke(kata, module)
         except NotImplementedError as error:
             patterns[kata] = None
-            notes[kata] = (f"not implemented yet: {_stub_name(error, kata)}; the protected shop runs without "
-                           f"it (`kata check {kata}`)")
+            name, level = _stub_name(error, kata)
+            finish = f"finish level {level}, `kata check {kata} --level {level}`" if level else f"`kata check {kata}`"
+            notes[kata] = (f"not implemented yet: {name} ({finish}; the game needs levels {NEEDS[kata]}); "
+                           f"the protected shop runs without it")
             continue
         except (KataLoadError, Exception) as error:  # a learner's bug must not stop the game
             patterns[kata], notes[kata] = None, f"{type(error).__name__}: {error}: left out"
@@ -335,13 +395,22 @@ def learner_patterns(folder: str = "katas") -> tuple[dict[str, ModuleType | None
     return patterns, notes
 
 
-def _stub_name(error: BaseException, kata: str) -> str:
-    """The learner's function that raised, e.g. ``Registry.register`` (co_qualname, Python 3.11+)."""
+def _stub_name(error: BaseException, kata: str) -> tuple[str, int | None]:
+    """The learner's function that raised, e.g. ``Registry.register`` (co_qualname, Python 3.11+), and the
+    level to finish: the lowest ``# TODO (level N)`` between the function's first line and the raise."""
+    import linecache
+    import re
     import traceback
 
-    names = [frame.f_code.co_qualname for frame, _ in traceback.walk_tb(error.__traceback__)
-             if frame.f_code.co_filename.endswith(f"{kata}.py")]
-    return names[-1] if names else f"the {kata} kata"
+    frames = [(frame, line) for frame, line in traceback.walk_tb(error.__traceback__)
+              if frame.f_code.co_filename.endswith(f"{kata}.py")]
+    if not frames:
+        return f"the {kata} kata", None
+    frame, line = frames[-1]
+    code = frame.f_code
+    source = "".join(linecache.getline(code.co_filename, n) for n in range(code.co_firstlineno, line + 1))
+    levels = [int(n) for n in re.findall(r"TODO \(level (\d)\)", source)]
+    return code.co_qualname, min(levels) if levels else None
 
 
 def _smoke(kata: str, module: ModuleType) -> None:
@@ -376,6 +445,10 @@ def _smoke(kata: str, module: ModuleType) -> None:
             split("catalog", world.instances("catalog"))
             module.ErrorRateAnalysis(0.01)([], [])
             module.Rollout(world, split, interval=30.0)
+        elif kata == "saga":
+            smoke_saga(module)
+        elif kata == "tracing":
+            smoke_tracing(module)
     finally:
         world.close()
 
