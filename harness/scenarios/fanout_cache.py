@@ -134,7 +134,7 @@ def summarize(world: World, schedule: list[dict]) -> dict[str, Any]:
         by_cache[how] = by_cache.get(how, 0) + 1
     first_ms = round(views[0].latency * 1000, 3) if views else None
     hit_ms = round(quantile([x.latency for x in hits], 0.5) * 1000, 3) if hits else None
-    outages = [(e["at"], e.get("until", float("inf"))) for e in schedule
+    outages = [(e["at"], float("inf") if e.get("until") is None else e["until"]) for e in schedule
                if e.get("fault") in ("error", "hang", "crash") and e.get("target") in BACKENDS]
 
     def answered(xs: list) -> float | None:
