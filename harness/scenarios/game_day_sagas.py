@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from ..http import NetworkError
 from ..invariants import INVARIANTS, invariant_report
-from ..network import InstanceContext
+from ..network import Client, InstanceContext
 from ..services.base import new_app
 from ..stepfunctions import SEED_FLOW, run_flow
 from ..wirejson import JSONResponse
@@ -74,10 +74,13 @@ class _SagaOrder(BaseModel):
     amount: float
 
 
-class _Observed:
-    """The orchestrator's client: ``ctx.client`` (read at call time), noting the shop's refusals."""
+class _Observed(Client):
+    """The orchestrator's client: ``ctx.client`` (read at call time), noting the shop's refusals.
 
-    def __init__(self, ctx: InstanceContext):
+    A :class:`~harness.network.Client` for its verbs; every call goes through ``request``.
+    """
+
+    def __init__(self, ctx: InstanceContext):  # no Client.__init__: the caller is ctx.client's
         self.ctx = ctx
 
     async def request(self, method: str, target: str, path: str, **kwargs: Any) -> Any:
@@ -86,18 +89,6 @@ class _Observed:
         if serving is not None and (target.rsplit("-", 1)[0], response.status) in REFUSALS:
             serving["refused"] = response.status
         return response
-
-    async def get(self, target: str, path: str, **kwargs: Any) -> Any:
-        return await self.request("GET", target, path, **kwargs)
-
-    async def post(self, target: str, path: str, **kwargs: Any) -> Any:
-        return await self.request("POST", target, path, **kwargs)
-
-    async def put(self, target: str, path: str, **kwargs: Any) -> Any:
-        return await self.request("PUT", target, path, **kwargs)
-
-    async def delete(self, target: str, path: str, **kwargs: Any) -> Any:
-        return await self.request("DELETE", target, path, **kwargs)
 
 
 @dataclass
