@@ -17,9 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from harness.grading import landlock
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = (ROOT / "solutions" / "breaker.py").read_text()
 MARK = "987654"  # a sleep duration no one else uses: how we find leftover processes
+# kim forges the grade files at import: with Landlock the write is refused, so the import
+# fails and the breaker earns nothing; without it the forged files are overwritten.
+KIM = 0 if landlock.abi_version() >= 1 else 5
+TAMPERING: dict[str, bool] = {}  # what the class's vandal managed, filled by the `graded` fixture
 
 
 def stub() -> str:
@@ -100,6 +106,17 @@ def graded(tmp_path_factory):
             (out / "grades.json").write_text("{{}}")
             """)},
         "lee-has-a-syntax-error": {"katas/breaker.py": "class CircuitBreaker(:\n    pass\n"},
+        # A working solution that also tries to sabotage a classmate and the grades, quietly.
+        "pat-vandalises-quietly": {"katas/breaker.py": with_prelude(f"""
+            from pathlib import Path
+            for target, text in ((Path({str(root)!r}) / "ada-solves-everything" / "katas" / "breaker.py",
+                                  "raise SystemExit(0)\\n"),
+                                 (Path({str(out)!r}) / "pwned.txt", "pat was here\\n")):
+                try:
+                    target.write_text(text)
+                except OSError:
+                    pass
+            """)},
         "max-top-level-file": {"breaker.py": SOLUTION},
     }
     for name, files in subs.items():
@@ -107,6 +124,7 @@ def graded(tmp_path_factory):
             path = root / name / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
+    ada_before = (root / "ada-solves-everything" / "katas" / "breaker.py").read_text()
     (root / "nia-links-to-solutions" / "katas").mkdir(parents=True)
     (root / "nia-links-to-solutions" / "katas" / "breaker.py").symlink_to(ROOT / "solutions" / "breaker.py")
     (root / "oz-submitted-nothing").mkdir()
@@ -116,6 +134,8 @@ def graded(tmp_path_factory):
     with open(out / "grades.csv") as handle:
         rows = {row["submission"]: row for row in csv.DictReader(handle)}
     grades = json.loads((out / "grades.json").read_text())
+    ada_after = (root / "ada-solves-everything" / "katas" / "breaker.py").read_text()
+    TAMPERING.update(ada_unchanged=ada_after == ada_before, pwned=(out / "pwned.txt").exists())
     return done, rows, {s["name"]: s for s in grades["submissions"]}, grades
 
 
@@ -140,7 +160,7 @@ def test_each_trick_is_caught_for_the_right_reason(graded, name, status, phrase)
 def test_the_run_finishes_and_reports_every_submission(graded):
     done, rows, subs, _ = graded
     assert done.returncode == 0, done.stderr
-    assert len(rows) == len(subs) == 15
+    assert len(rows) == len(subs) == 16
     assert "Traceback" not in done.stdout + done.stderr
 
 
@@ -155,7 +175,8 @@ def test_the_run_finishes_and_reports_every_submission(graded):
     ("hal-prints-fake-results", 0),
     ("ivy-brings-a-conftest", 0),
     ("jo-imports-solutions", 0),
-    ("kim-writes-into-the-grades", 5),  # right breaker; its forged files are overwritten
+    ("kim-writes-into-the-grades", KIM),
+    ("pat-vandalises-quietly", 5),  # its own breaker is right; its vandalism fails quietly
     ("lee-has-a-syntax-error", 0),
     ("nia-links-to-solutions", 0),
     ("oz-submitted-nothing", 0),
@@ -221,8 +242,8 @@ def test_a_syntax_error_names_the_line(graded):
 
 def test_forged_outputs_are_replaced_by_the_real_grades(graded):
     _, rows, _, grades = graded
-    assert rows["kim-writes-into-the-grades"]["breaker"] == "5"
-    assert len(rows) == 15 and grades["version"] == 1
+    assert rows["kim-writes-into-the-grades"]["breaker"] == str(KIM)
+    assert len(rows) == 16 and grades["version"] == 1
 
 
 def test_the_class_summary_names_where_most_are_stuck(graded):
@@ -261,3 +282,42 @@ def test_the_cli_and_the_grader_agree_on_the_default_time_limit():
 def test_the_stuck_summary_says_what_it_counts(graded):
     done, _, _, _ = graded
     assert "learners who handed it in (" in done.stdout
+
+
+def test_a_submission_that_sabotages_others_changes_nobody_elses_grade(graded):
+    assert breaker(graded, "ada-solves-everything")["score"] == 5
+    assert breaker(graded, "pat-vandalises-quietly")["score"] == 5  # its own work is fine
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="this kernel has no Landlock: files are not protected")
+def test_with_landlock_a_job_cannot_write_outside_its_own_folder(graded):
+    assert TAMPERING == {"ada_unchanged": True, "pwned": False}
+
+
+@pytest.mark.skipif(landlock.abi_version() < 6, reason="signal scoping needs Landlock ABI 6 (Linux 6.12)")
+def test_a_submission_that_kills_the_grader_stops_nothing(tmp_path):
+    root, out = tmp_path / "class", tmp_path / "grades"
+    files = {
+        "ann": SOLUTION,
+        "kit-kills": with_prelude("""
+            import os, signal
+            for pid in (os.getppid(), os.getpgid(os.getppid())):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)
+            except OSError:
+                pass
+            """),
+        "zoe": SOLUTION,
+    }
+    for name, text in files.items():
+        (root / name / "katas").mkdir(parents=True)
+        (root / name / "katas" / "breaker.py").write_text(text)
+    done = subprocess.run([sys.executable, "-m", "harness", "grade", str(root), "--out", str(out),
+                           "--jobs", "2", "--timeout", "8", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    grades = {s["name"]: s["katas"]["breaker"]["score"] for s in json.loads((out / "grades.json").read_text())["submissions"]}
+    assert grades == {"ann": 5, "kit-kills": 5, "zoe": 5}

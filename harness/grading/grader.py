@@ -54,6 +54,7 @@ class Job:
     levels: list[int]
     source: Path | None  # the learner's file; None when missing
     problem: str | None = None  # why the file cannot be graded (a symlink, unreadable)
+    code: bytes | None = None  # the file as read before any job ran (what is graded)
     results: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
     outcome: str = ""  # how the job ended: done | timeout | exit <code> | missing | refused
@@ -86,7 +87,15 @@ def _plan(submissions: list[tuple[str, Path]]) -> list[Job]:
             if not kata.levels:
                 continue
             source, problem = _kata_file(folder, kata.name)
-            jobs.append(Job(name, kata.name, [lv.number for lv in kata.levels], source, problem))
+            code = None
+            if source is not None:
+                # Read now, before any learner's code runs: a job that rewrites another
+                # learner's file (on a kernel without Landlock) changes nothing graded.
+                try:
+                    code = source.read_bytes()
+                except OSError as error:
+                    source, problem = None, f"{source.name} cannot be read: {error.strerror or error}"
+            jobs.append(Job(name, kata.name, [lv.number for lv in kata.levels], source, problem, code=code))
     return jobs
 
 
@@ -103,7 +112,7 @@ class _Running:
 
 def _start(context, job: Job, *, seed: int, timeout: float, memory_mb: int) -> _Running:
     workdir = tempfile.mkdtemp(prefix="kata-grade-")
-    shutil.copyfile(job.source, Path(workdir) / f"{job.kata}.py")  # only this file travels
+    (Path(workdir) / f"{job.kata}.py").write_bytes(job.code)  # only this file travels, as read at the start
     key = secrets.token_bytes(32)
     parent_end, child_end = context.Pipe(duplex=False)
     process = context.Process(target=run_job, args=(job.kata, workdir, seed, job.levels, key, child_end, memory_mb),

@@ -13,7 +13,14 @@ What a job may not do, and how it is stopped:
   session of their own are reparented to the grader (a child subreaper,
   see :func:`become_subreaper`) and swept at the end;
 - **fool the grader with output**: stdout and stderr go to ``/dev/null``;
-  results travel on a private pipe, signed (see :mod:`harness.grading.worker`).
+  results travel on a private pipe, signed (see :mod:`harness.grading.worker`);
+- **touch anything outside its folder**: with Landlock (Linux 5.13+, see
+  :mod:`harness.grading.landlock`) the job can change files only in its own
+  temporary folder (not another learner's submission, not the grades) and, on
+  Linux 6.12+, signal no process outside its own tree (not the grader, not
+  another job). Every submission is also read into memory before the first
+  job starts, so even without Landlock no job can change what another is
+  graded on.
 
 These are defences against accidents and casual cheating on a machine the
 instructor controls, not a security boundary against a determined attacker
@@ -29,6 +36,9 @@ import os
 import resource
 import signal
 import sys
+import tempfile
+
+from .landlock import restrict_writes
 
 __all__ = ["BlockedImports", "become_subreaper", "confine", "descendants", "kill_tree"]
 
@@ -67,6 +77,11 @@ def confine(memory_mb: int, workdir: str) -> None:
         os.dup2(devnull, fd)
     os.close(devnull)
     os.chdir(workdir)
+    # Scratch space (tempfile, pytest-style tmp dirs, matplotlib's cache) inside the job's folder,
+    # the one place it may write once Landlock is on.
+    for variable in ("TMPDIR", "MPLCONFIGDIR"):
+        os.environ[variable] = workdir
+    tempfile.tempdir = None
     # Forget already-imported copies and the editable install's route to them.
     for name in list(sys.modules):
         if name.split(".")[0] in BLOCKED:
@@ -78,6 +93,7 @@ def confine(memory_mb: int, workdir: str) -> None:
                 mapping.pop(name, None)
     sys.meta_path.insert(0, BlockedImports())
     sys.path[:] = [p for p in sys.path if not _is_project_root(p)]
+    restrict_writes(workdir)  # last: everything above may still write or signal
 
 
 def _is_project_root(path: str) -> bool:
