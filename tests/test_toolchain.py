@@ -315,3 +315,13 @@ def test_check_timings_reports_each_figure_and_ratio():
     assert set(figures) == {"python_s", "import_pytest_s", "kata_check_breaker_s",
                             "check_breaker_over_import_pytest", "check_breaker_over_python"}
     assert all(value > 0 for value in figures.values())
+
+
+def test_running_out_of_memory_in_a_check_is_an_error_that_says_so(tmp_path):
+    # What RLIMIT_AS does to a breaker that allocates without bound once it goes half-open.
+    source = SOLUTION.read_text().replace("            self._move(HALF_OPEN, now)\n",
+                                          "            self._move(HALF_OPEN, now)\n            raise MemoryError\n", 1)
+    report = check_kata("breaker", folder_with(tmp_path, source), level=2)
+    errors = [t for t in report.levels[0].tests if t.status == "error"]
+    assert errors and all("ran out of memory" in t.message for t in errors), [t.message for t in report.levels[0].tests]
+    assert "breaker.py:" in errors[0].message

@@ -114,6 +114,12 @@ def _run_one(check: Check, directory: Path, code: CodeType, *, seed: int, time_l
         status, message = "pass", None
     except CheckFailed as failed:
         status, message = "fail", str(failed)
+        exhausted = _memory_error(failed)
+        if exhausted is not None or "MemoryError" in message:  # the transcripts name what calls raised
+            # Not the learner's logic being judged: the job hit its memory limit.
+            where = _learner_line(exhausted, path) if exhausted is not None else ""
+            status, message = "error", (f"MemoryError: the code ran out of memory{where} (grading caps each "
+                                        f"job's memory: does something keep allocating?)\n{message}")
     except NotImplementedError as error:
         status, message = "fail", f"not implemented yet: {_raised_in(error, path)} (level {check.level})"
     except CheckTimeout:
@@ -124,6 +130,17 @@ def _run_one(check: Check, directory: Path, code: CodeType, *, seed: int, time_l
     except Exception as error:
         status, message = "error", f"{type(error).__name__}: {error}{_learner_line(error, path)}"
     return TestResult(check.name, status, message, summary=check.summary, output=printed.getvalue())
+
+
+def _memory_error(error: BaseException) -> MemoryError | None:
+    """A MemoryError behind ``error`` (its cause or context chain), if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, MemoryError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _frames_in(error: BaseException, path: Path) -> list:
