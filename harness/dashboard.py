@@ -2,7 +2,9 @@
 
 ``kata grade`` writes ``grades.json``: for each submission, the ``kata check
 --json`` report of every kata (DESIGN.md §6), and a list of the levels where
-learners are stuck. This module turns it into what an instructor looks at:
+learners are stuck. This module turns it into what an instructor looks at
+(everything is computed from the submissions, so a file merged from shards
+with :func:`merge` reads right):
 
 - :func:`status_matrix` and :func:`heatmap`: submissions × levels, a cell per
   level coloured by how it ended (pass, fail, error, timeout, missing);
@@ -10,7 +12,8 @@ learners are stuck. This module turns it into what an instructor looks at:
   passing each level;
 - :func:`stuck` and :func:`stuck_bars`: the first level each learner has not
   passed yet, where most of the class is;
-- :func:`needs_a_look`: the submissions that crashed, hung or were refused.
+- :func:`needs_a_look`: the submissions that crashed, hung or were refused;
+- :func:`merge`: one class from the ``grades.json`` of several shards.
 
 >>> grades = load_grades(SAMPLE)
 >>> len(grades["submissions"]), grades["katas"][:2]
@@ -32,6 +35,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from .toolchain import catalogue
 from .toolchain.loader import display_path
 
 __all__ = [
@@ -50,6 +54,7 @@ __all__ = [
     "learner_summary",
     "levels",
     "load_grades",
+    "merge",
     "needs_a_look",
     "pass_share_bars",
     "pass_shares",
@@ -242,20 +247,92 @@ def pass_shares(grades: dict[str, Any]) -> list[LevelShare]:
 
 
 def stuck(grades: dict[str, Any], *, at_least: float = 0.0) -> list[dict[str, Any]]:
-    """Where learners are stuck: ``grades["stuck"]`` as ``kata grade`` wrote it, largest share first.
+    """Where learners are stuck, largest share first, counted from ``grades["submissions"]``.
 
     Each entry is the first level of a kata that ``failing`` of the ``of``
-    learners who handed that kata in do not pass yet. ``at_least=0.5`` keeps
-    the levels where most of them are.
+    learners who handed that kata in do not pass yet (a report without levels,
+    such as a refused file, counts at level 1): the rule ``kata grade`` uses for
+    the ``stuck`` list it writes, which is not read here, so that a file whose
+    submissions were merged from shards gives the class-wide picture.
+    ``at_least=0.5`` keeps the levels where most of them are.
 
     >>> top = stuck(load_grades(SAMPLE), at_least=0.5)[0]
     >>> top["kata"], top["level"], top["failing"], top["of"]
     ('registry', 4, 17, 29)
     """
-    entries = [dict(e) for e in grades.get("stuck", []) if e.get("share", 0) >= at_least]
-    order = {kata: i for i, kata in enumerate(grades["katas"])}
-    entries.sort(key=lambda e: (-e["share"], order.get(e["kata"], len(order)), e["level"]))
+    katas = grades["katas"]
+    titles = {(c.kata, c.level): c.title for c in levels(grades)}
+    counts: dict[tuple[str, int], int] = {}
+    handed_in: dict[str, int] = {}
+    for submission in grades["submissions"]:
+        for kata in katas:
+            report = submission["katas"].get(kata)
+            if report is None or report["status"] == "missing":
+                continue
+            handed_in[kata] = handed_in.get(kata, 0) + 1
+            first = next((lv["level"] for lv in report.get("levels", []) if lv["status"] != "pass"), None)
+            if first is None and not report.get("levels"):
+                first = 1
+            if first is not None:
+                counts[kata, first] = counts.get((kata, first), 0) + 1
+    entries = []
+    for (kata, level), failing in counts.items():
+        of = handed_in[kata]
+        share = round(failing / of, 3)
+        if share >= at_least:
+            entries.append({"kata": kata, "level": level, "title": _title(kata, level, titles),
+                            "failing": failing, "of": of, "share": share})
+    entries.sort(key=lambda e: (-e["share"], katas.index(e["kata"]), e["level"]))
     return entries
+
+
+def _title(kata: str, level: int, titles: dict[tuple[str, int], str]) -> str:
+    """The catalogue's title of a level (as the grader writes it), else the reports', else "level N"."""
+    try:
+        return catalogue.kata(kata).level(level).title
+    except (KeyError, LookupError, ValueError):
+        return titles.get((kata, level), f"level {level}")
+
+
+def merge(paths: list[str | os.PathLike]) -> dict[str, Any]:
+    """One class from the ``grades.json`` files of its shards: every submission, and ``stuck`` recounted.
+
+    The shards must have been graded by the same project (same katas) with the
+    same seed, and a submission name may appear in one shard only; otherwise
+    :class:`GradesError` says which file differs. Submissions come out sorted by
+    name, as ``kata grade`` writes them. Write the result (and a ``grades.csv``
+    rebuilt from it) with ``harness.grading.write_outputs(merged, Path(DIR))``.
+
+    >>> merged = merge([SAMPLE])
+    >>> len(merged["submissions"]), merged["stuck"] == stuck(merged)
+    (30, True)
+    """
+    if not paths:
+        raise GradesError("nothing to merge: give the grades.json of each shard")
+    merged: dict[str, Any] | None = None
+    owner: dict[str, Path] = {}
+    for path in paths:
+        where = grades_path(path)
+        shard = load_grades(where)
+        if merged is None:
+            merged = {"version": shard["version"], "seed": shard.get("seed"), "katas": list(shard["katas"]),
+                      "submissions": []}
+            first = where
+        elif shard["katas"] != merged["katas"]:
+            raise GradesError(f"{where} grades the katas {', '.join(shard['katas'])}; {first} grades "
+                              f"{', '.join(merged['katas'])}: grade every shard with the same project")
+        elif shard.get("seed") != merged["seed"]:
+            raise GradesError(f"{where} was graded with seed {shard.get('seed')}, {first} with seed "
+                              f"{merged['seed']}: grade every shard with the same --seed")
+        for submission in shard["submissions"]:
+            if submission["name"] in owner:
+                raise GradesError(f"submission {submission['name']!r} is in both {owner[submission['name']]} "
+                                  f"and {where}: each learner belongs in one shard")
+            owner[submission["name"]] = where
+            merged["submissions"].append(submission)
+    merged["submissions"].sort(key=lambda s: s["name"])
+    merged["stuck"] = stuck(merged)
+    return merged
 
 
 def kata_table(grades: dict[str, Any]) -> list[dict[str, Any]]:

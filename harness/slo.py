@@ -207,13 +207,31 @@ def seed_rules(*, error_rate: float = 0.01, p99: float = 1.0, drop: float = 0.5,
 
 def burn_rate_rules(availability: float = 0.999, *, period: float = 30 * 86400.0,
                     scale: float = 1.0) -> list[AlertRule]:
-    """Multi-window burn-rate alerts (Google SRE workbook, chapter 5).
+    """Multi-window, multi-burn-rate alerts (Google SRE workbook, ch. 5 "Alerting on SLOs").
 
     Burn rate = error rate / (1 - objective): 1 spends the budget exactly over
-    the SLO period. Page when 2 % of a 30-day budget goes in an hour (burn rate
-    14.4, checked over 1 h and 5 min so it also stops quickly), ticket when 10 %
-    goes in 6 hours (burn rate 6, over 6 h and 30 min). ``scale`` shrinks the
-    windows for short virtual experiments (e.g. scale=1/60: an hour becomes a minute).
+    the SLO period, so burning at rate ``r`` for a window ``w`` spends
+    ``r * w / period`` of the budget. The workbook's table for 99.9 % over 30 days:
+
+    ============  ============  ============  ===============  ========
+    burn rate     long window   short window  budget spent     action
+    ============  ============  ============  ===============  ========
+    14.4          1 h           5 min         2 %              page
+    6             6 h           30 min        5 %              page
+    1             3 days        6 h           10 %             ticket
+    ============  ============  ============  ===============  ========
+
+    A rule fires when the error rate over both of its windows is at least
+    ``rate * (1 - availability)`` (the short window makes it stop soon after
+    the burning does). ``scale`` shrinks the windows for short virtual
+    experiments (e.g. scale=1/60: an hour becomes a minute, three days 72
+    minutes); the labels name the scaled windows in seconds and the budget
+    share of the unscaled period.
+
+    >>> [(r.name, r.severity) for r in burn_rate_rules(scale=1 / 60)]  # doctest: +NORMALIZE_WHITESPACE
+    [('burn rate 14.4 over 60 s and 5 s (2% of budget in 1 hour)', 'page'),
+     ('burn rate 6 over 360 s and 30 s (5% of budget in 6 hours)', 'page'),
+     ('burn rate 1 over 4320 s and 360 s (10% of budget in 3 days)', 'ticket')]
     """
     budget = 1 - availability
 
@@ -226,10 +244,19 @@ def burn_rate_rules(availability: float = 0.999, *, period: float = 30 * 86400.0
             return _error_rate(w) >= rate * budget and _error_rate(recent) >= rate * budget
         return condition
 
-    hour = 3600.0 * scale
-    return [
-        AlertRule(f"burn rate 14.4 over {hour:g} s and {hour / 12:g} s (2% of budget in an hour)",
-                  burning(14.4, hour, hour / 12), hour, 0.0, "page", "the budget will be gone in about 2 days"),
-        AlertRule(f"burn rate 6 over {6 * hour:g} s and {hour / 2:g} s (10% of budget in 6 hours)",
-                  burning(6.0, 6 * hour, hour / 2), 6 * hour, 0.0, "ticket", "the budget will be gone in 5 days"),
+    hour = 3600.0
+    table = [  # (burn rate, long window, short window, in words, severity)
+        (14.4, hour, hour / 12, "1 hour", "page"),
+        (6.0, 6 * hour, hour / 2, "6 hours", "page"),
+        (1.0, 72 * hour, 6 * hour, "3 days", "ticket"),
     ]
+    rules = []
+    for rate, long, short, words, severity in table:
+        spent = rate * long / period  # share of the period's budget the long window spends
+        left = period / rate / 86400.0  # days until the whole budget is gone at this rate
+        rules.append(AlertRule(
+            f"burn rate {rate:g} over {long * scale:g} s and {short * scale:g} s "
+            f"({100 * spent:.3g}% of budget in {words})",
+            burning(rate, long * scale, short * scale), long * scale, 0.0, severity,
+            f"at this rate the budget is gone in {left:.3g} days"))
+    return rules

@@ -27,6 +27,7 @@ from harness.dashboard import (
     level_status,
     levels,
     load_grades,
+    merge,
     needs_a_look,
     pass_share_bars,
     pass_shares,
@@ -269,3 +270,66 @@ def test_an_empty_class_draws_without_failing():
 def test_the_sample_is_where_the_dashboard_says():
     assert Path(__file__).parent / "fixtures" / "grades-sample.json" == SAMPLE
     assert SAMPLE.is_file()
+
+
+# -- stuck from the submissions, and shards merged ------------------------------------------------
+
+
+def test_stuck_is_counted_from_the_submissions_by_the_graders_rule(sample):
+    from harness.grading.grader import stuck_levels
+
+    assert stuck(sample) == stuck_levels(sample["submissions"], sample["katas"]) == sample["stuck"]
+    # The stored list is not read: a file without it (or with a stale one) gives the same answer.
+    assert stuck(sample | {"stuck": []}) == stuck(sample)
+
+
+def test_a_refused_file_is_stuck_at_level_1_as_the_grader_counts_it():
+    refused = report("door", status="error") | {"message": "door.py is a symbolic link"}
+    grades = tiny(ann={"door": refused}, bob={"door": report("door", "pass", "pass")},
+                  cy={"door": report("door", status="missing")})
+    assert [(e["level"], e["title"], e["failing"], e["of"]) for e in stuck(grades)] == [(1, "door level 1", 1, 2)]
+
+
+def shard(tmp_path: Path, name: str, submissions: list[dict], grades: dict) -> Path:
+    path = tmp_path / name / "grades.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(grades | {"submissions": submissions, "stuck": stuck(grades | {"submissions": submissions})}))
+    return path
+
+
+def test_merging_shards_gives_the_class_as_if_graded_at_once(sample, tmp_path):
+    by_letter = sorted(sample["submissions"], key=lambda s: s["name"])
+    a_to_k = [s for s in by_letter if s["name"] < "l"]
+    l_to_z = [s for s in by_letter if s["name"] >= "l"]
+    paths = [shard(tmp_path, "shard-2", l_to_z, sample), shard(tmp_path, "shard-1", a_to_k, sample)]
+    merged = merge(paths)
+    assert [s["name"] for s in merged["submissions"]] == [s["name"] for s in by_letter]
+    assert merged["stuck"] == stuck(merged) == sample["stuck"]
+    assert stuck(merged, at_least=0.5) == stuck(sample, at_least=0.5)
+    # Each shard alone sees a different picture: that is why the stored lists are not added up.
+    assert json.loads(paths[0].read_text())["stuck"] != sample["stuck"]
+    # What the guide says to do next: write the merged class; the CSV is rebuilt from it.
+    from harness.grading import write_outputs
+
+    written = write_outputs(merged, tmp_path / "class")
+    assert load_grades(written["json"])["submissions"] == merged["submissions"]
+    rows = written["csv"].read_text().splitlines()
+    assert len(rows) == 31 and rows[0] == "submission," + ",".join(sample["katas"]) + ",total"
+
+
+@pytest.mark.parametrize(("change", "phrase"), [
+    ({"katas": ["registry"]}, "grade every shard with the same project"),
+    ({"seed": 7}, "grade every shard with the same --seed"),
+    (None, "is in both"),
+])
+def test_shards_that_do_not_belong_together_are_refused_in_one_line(sample, tmp_path, change, phrase):
+    first = shard(tmp_path, "one", sample["submissions"][:3], sample)
+    second = shard(tmp_path, "two", sample["submissions"][2 if change is None else 3:6], sample | (change or {}))
+    with pytest.raises(GradesError) as refused:
+        merge([first, second])
+    assert phrase in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_merging_nothing_is_refused():
+    with pytest.raises(GradesError, match="nothing to merge"):
+        merge([])

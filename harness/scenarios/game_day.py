@@ -72,7 +72,10 @@ NEEDS = {"registry": "1-5", "breaker": "1-3", "composer": "1-3", "canary": "1-2"
 VARIANTS = ("unprotected", "protected")
 # Burn-rate windows: a 30-day period squeezed into ten minutes would make the
 # one-hour window 0.8 s, shorter than an alert evaluation step, so the game
-# uses the workbook's rule scaled 1/60 instead: an hour becomes a minute.
+# uses the workbook's rules scaled 1/60 instead: an hour becomes a minute.
+# The workbook's ticket rule (burn rate 1 over 3 days and 6 h) becomes 72 min
+# and 6 min: its long window is never full in a ten-minute game, so it cannot
+# be judged here and `judge` leaves it out (only the two page rules play).
 BURN_SCALE = 1 / 60
 
 # The chaos schedule: harness fault specs (see harness.faults), plus the release.
@@ -115,7 +118,9 @@ def judge(world: World, *, until: float, scale: float) -> dict[str, Any]:
     served = _Served(world.recorder)
     customers = [evaluate(served, slo, since=0.0, until=until) for slo in customer_slos()]
     services = [evaluate(served, SLO(name, 0.999, 1.0), since=0.0, until=until) for name in SHOP]
-    rules = seed_rules() + burn_rate_rules(0.999, scale=scale)
+    # A burn-rate rule whose long window is longer than the run is left out: it would judge
+    # "the run so far" against a 3-day threshold (the ticket rule, 72 min at scale 1/60).
+    rules = seed_rules() + [rule for rule in burn_rate_rules(0.999, scale=scale) if rule.over <= until]
     alerts: dict[str, list[Alert]] = {}
     for slo in customer_slos():
         alerts[slo.service] = fire_alerts(served, slo.service, rules, until=until, step=10.0,

@@ -24,16 +24,30 @@ class ResetError(Exception):
     """The starting version cannot be found; the learner's file is untouched."""
 
 
+# Where the starting version came from, in a learner's words (the git ref follows, for the curious).
+ORIGINS = {"@{upstream}": "the course's repository", "HEAD": "the latest commit in your copy"}
+
+
 @dataclass(frozen=True)
 class ResetResult:
     path: Path
     backup: Path | None  # None when there was nothing to keep
     source: str  # the git ref the starting version came from
 
+    @property
+    def origin(self) -> str:
+        """Where the starting version came from, in plain words.
+
+        >>> ResetResult(Path("katas/breaker.py"), None, "HEAD").origin
+        'the latest commit in your copy'
+        """
+        return ORIGINS.get(self.source, f"git's {self.source}")
+
     def describe(self) -> str:
+        where = f"the starting version from {self.origin} (git {self.source})"
         if self.backup is None:
-            return f"{self.path} is at its starting version (from git {self.source}); nothing to back up."
-        return f"{self.path} is back at its starting version (from git {self.source}); your file is kept in {self.backup}"
+            return f"{self.path} is already at {where}; nothing to back up."
+        return f"{self.path} is back at {where}; your file is kept in {self.backup}"
 
 
 def backup_dir(directory: Path) -> Path:
