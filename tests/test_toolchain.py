@@ -325,3 +325,18 @@ def test_running_out_of_memory_in_a_check_is_an_error_that_says_so(tmp_path):
     errors = [t for t in report.levels[0].tests if t.status == "error"]
     assert errors and all("ran out of memory" in t.message for t in errors), [t.message for t in report.levels[0].tests]
     assert "breaker.py:" in errors[0].message
+
+
+# -- reset, in a learner's words ------------------------------------------------------------
+def test_reset_says_in_plain_words_where_the_starting_version_came_from(capsys, clone):
+    (clone / "katas" / "breaker.py").write_text("# my attempt\n")
+    code, out, _ = kata(capsys, "reset", "breaker", "--against", str(clone / "katas"))
+    backup = clone / ".kata" / "backups" / "breaker-1.py"
+    assert code == 0 and "the starting version from the latest commit in your copy" in out
+    assert f"your file is kept in {backup}" in out
+    learner = clone.parent / "learner"
+    git(clone, "clone", "-q", str(clone), str(learner))
+    (learner / "katas" / "breaker.py").write_text("# my attempt\n")
+    code, out, _ = kata(capsys, "reset", "breaker", "--against", str(learner / "katas"))
+    assert code == 0 and "the starting version from the course's repository" in out
+    assert str(learner / ".kata" / "backups" / "breaker-1.py") in out

@@ -87,7 +87,7 @@ class Check:
     def summary(self) -> str:
         """First line of the check's docstring: what it checks, in a sentence."""
         doc = (self.run.__doc__ or self.name).strip()
-        return doc.splitlines()[0]
+        return doc.splitlines()[0].replace("``", "`")  # docstrings use RST literals; learners read plain text
 
 
 _REGISTRY: dict[str, list[Check]] = {}
