@@ -468,6 +468,15 @@ class OutlierDetector:
       max_ejection_time)``; it is back in the pool at exactly ``at +
       duration``. Append an :class:`Ejection` to ``self.log`` for each.
 
+    A simplification of Envoy, on purpose: Envoy brings ejected hosts back
+    only at its ``interval`` sweep (10 s by default, 30 s in the source
+    chapter), so there a host returns at the first sweep at or after ``at +
+    duration``, up to one interval late (ejected at 22.1 s for 30 s, with
+    sweeps at t = 30, 60, 90 s: back at 60 s, not 52.1 s). We follow the
+    exact time instead, so that a host's return depends only on its own
+    ejections, not on when a sweep timer happened to start, and the checks
+    can name exact instants; the two agree to within one interval.
+
     Wiring it into a world: ``world.recorder.listeners.append(lambda r:
     detector.observe(r) if isinstance(r, Exchange) else None)`` and
     ``world.net.balancer = lambda s, pool: split(s, detector.available(pool))``.

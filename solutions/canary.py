@@ -494,7 +494,31 @@ class Ejection:
 
 
 class OutlierDetector:
-    """Envoy's consecutive-5xx outlier detection over a fixed pool of hosts.
+    """Envoy's consecutive-5xx outlier detection over a fixed pool of hosts (addresses).
+
+    - :meth:`observe` each finished request. A failure (``Exchange.failed``:
+      5xx or no answer) adds one to its host's failures in a row; any other
+      answer, 4xx included, sets them back to 0.
+    - At ``max_server_errors`` failures in a row, a host that is not ejected
+      is ejected, unless that would make more than ``max_ejection_percent``
+      of the pool ejected at once (count the host being ejected). Its
+      failures in a row go back to 0.
+    - Its k-th ejection lasts ``min(base_ejection_time * k,
+      max_ejection_time)``; it is back in the pool at exactly ``at +
+      duration``. Append an :class:`Ejection` to ``self.log`` for each.
+
+    A simplification of Envoy, on purpose: Envoy brings ejected hosts back
+    only at its ``interval`` sweep (10 s by default, 30 s in the source
+    chapter), so there a host returns at the first sweep at or after ``at +
+    duration``, up to one interval late (ejected at 22.1 s for 30 s, with
+    sweeps at t = 30, 60, 90 s: back at 60 s, not 52.1 s). We follow the
+    exact time instead, so that a host's return depends only on its own
+    ejections, not on when a sweep timer happened to start, and the checks
+    can name exact instants; the two agree to within one interval.
+
+    Wiring it into a world: ``world.recorder.listeners.append(lambda r:
+    detector.observe(r) if isinstance(r, Exchange) else None)`` and
+    ``world.net.balancer = lambda s, pool: split(s, detector.available(pool))``.
 
     >>> detector = OutlierDetector(["catalog-1", "catalog-2"], clock=Clock.manual())
     >>> detector.is_ejected("catalog-1")

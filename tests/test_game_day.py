@@ -71,12 +71,18 @@ def test_the_figures_the_chapter_quotes(result):
     assert guarded["canary_finished_at"] == game_day.CANARY_AT + 30.0  # the first (10 %) stage fails
 
 
-def test_alerts_page_on_the_hang_only_without_patterns(result):
+def test_alerts_page_on_the_hang_with_and_without_patterns(result):
     bare = result.variant("unprotected").summary["alerts"]
     guarded = result.variant("protected").summary["alerts"]
-    page = [a for a in bare["orders"] if a[0].startswith("burn rate 14.4")]
-    assert page[0][1] == 70.0  # ten seconds after the hang starts at t = 60 s
-    assert not any(a[0].startswith("burn rate 14.4") for a in guarded["orders"])
+    assert bare["orders"] == [  # both pages, ten seconds after the hang starts at t = 60 s
+        ("burn rate 14.4 over 60 s and 5 s (2% of budget in 1 hour)", 70.0, 160.0),
+        ("burn rate 6 over 360 s and 30 s (5% of budget in 6 hours)", 70.0, 180.0),
+    ]
+    # With the breakers, the dozen checkouts that fail before they open have left the 14.4 rule's 5 s
+    # window by t = 70 s, but not the 6 rule's 30 s one: still a page, resolved 80 s sooner.
+    assert guarded["orders"] == [("burn rate 6 over 360 s and 30 s (5% of budget in 6 hours)", 70.0, 100.0)]
+    # The workbook's ticket (1 over 3 days, 72 min scaled) cannot be judged in a ten-minute game: left out.
+    assert not any("3 days" in a[0] for alerts in (bare, guarded) for service in alerts.values() for a in service)
     # The seed's 5-minute rules never see the 90 s hang; its p99 rule catches the slow inventory late.
     assert not any(a[0].startswith("error rate") for alerts in bare.values() for a in alerts)
     for alerts in (bare, guarded):
