@@ -1,7 +1,9 @@
 """Real mode: the same shop services under uvicorn on 127.0.0.1, over real HTTP.
 
 Each service gets its own port (``base_port`` + its index in :data:`ORDER`),
-its OpenAPI docs at ``/docs``, and calls the others over HTTP with
+its OpenAPI docs at ``/docs`` (and ``/redoc``), served from files installed
+with the project (fastapi-offline's copy of Swagger UI and ReDoc), so they
+work on a laptop with no network, and calls the others over HTTP with
 :class:`RealClient`, which speaks the harness's client interface: the same
 kata code runs against the simulator and against real sockets.
 
@@ -20,7 +22,7 @@ import httpx
 from .http import ConnectError, ConnectionReset, RequestTimeout, Response
 from .network import Client
 
-__all__ = ["ORDER", "RealClient", "build_apps", "port_map", "serve"]
+__all__ = ["ORDER", "RealClient", "build_apps", "offline_docs", "port_map", "serve"]
 
 ORDER = ("users", "catalog", "orders", "inventory", "payments", "notifications", "gateway")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -79,8 +81,53 @@ def build_apps(ports: dict[str, int], *, seed: int = 0, host: str = "127.0.0.1")
         instance = world.add_instance(name)
         instance.ctx.client = RealClient(ports, caller=instance.address, host=host)
         instance.ctx.clock = lambda: asyncio.get_running_loop().time()
-        apps[name] = instance.app
+        apps[name] = offline_docs(instance.app)
     return world, apps
+
+
+DOCS_ASSETS = "/docs-assets"  # where each app serves Swagger UI's and ReDoc's files
+
+
+def offline_docs(app):
+    """Replace FastAPI's ``/docs`` and ``/redoc`` pages, which load Swagger UI and ReDoc
+    from a CDN, with pages whose scripts the app serves itself (what fastapi-offline's
+    ``FastAPIOffline`` does for a new app, done to an existing one)."""
+    from pathlib import Path
+
+    import fastapi_offline
+    from fastapi.openapi.docs import (
+        get_redoc_html,
+        get_swagger_ui_html,
+        get_swagger_ui_oauth2_redirect_html,
+    )
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    pages = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
+    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in pages]
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    title, openapi_url = app.title, app.openapi_url
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=openapi_url, title=f"{title} - Swagger UI",
+                                   oauth2_redirect_url="/docs/oauth2-redirect",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=openapi_url, title=f"{title} - ReDoc",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
+
+    return app
 
 
 async def serve(base_port: int, *, host: str = "127.0.0.1", services: tuple[str, ...] = ORDER,

@@ -69,6 +69,12 @@ def test_services_answer_over_real_http_and_stop_cleanly(served):
         assert user.status_code == 200 and user.json()["id"] == "user-1"
         docs = http.get(f"http://127.0.0.1:{base + ORDER.index('payments')}/openapi.json")
         assert "/charges" in docs.json()["paths"]
+        # The docs pages work offline: every script and style they load is the service's own.
+        for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+            html = http.get(f"http://127.0.0.1:{base}{page}").text
+            assert "https://" not in html.replace("https://fastapi.tiangolo.com", ""), html
+            script = http.get(f"http://127.0.0.1:{base}/docs-assets/{asset}")
+            assert script.status_code == 200 and len(script.content) > 100_000
         # The gateway calls three other services over real HTTP.
         profile = http.get(f"http://127.0.0.1:{base + ORDER.index('gateway')}/profile/user-1")
         assert profile.status_code == 200
