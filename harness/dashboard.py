@@ -37,6 +37,7 @@ from matplotlib.patches import Patch
 
 from .toolchain import catalogue
 from .toolchain.loader import display_path
+from .toolchain.reports import stuck_levels
 
 __all__ = [
     "ENV_VAR",
@@ -260,30 +261,9 @@ def stuck(grades: dict[str, Any], *, at_least: float = 0.0) -> list[dict[str, An
     >>> top["kata"], top["level"], top["failing"], top["of"]
     ('registry', 4, 17, 29)
     """
-    katas = grades["katas"]
     titles = {(c.kata, c.level): c.title for c in levels(grades)}
-    counts: dict[tuple[str, int], int] = {}
-    handed_in: dict[str, int] = {}
-    for submission in grades["submissions"]:
-        for kata in katas:
-            report = submission["katas"].get(kata)
-            if report is None or report["status"] == "missing":
-                continue
-            handed_in[kata] = handed_in.get(kata, 0) + 1
-            first = next((lv["level"] for lv in report.get("levels", []) if lv["status"] != "pass"), None)
-            if first is None and not report.get("levels"):
-                first = 1
-            if first is not None:
-                counts[kata, first] = counts.get((kata, first), 0) + 1
-    entries = []
-    for (kata, level), failing in counts.items():
-        of = handed_in[kata]
-        share = round(failing / of, 3)
-        if share >= at_least:
-            entries.append({"kata": kata, "level": level, "title": _title(kata, level, titles),
-                            "failing": failing, "of": of, "share": share})
-    entries.sort(key=lambda e: (-e["share"], katas.index(e["kata"]), e["level"]))
-    return entries
+    entries = stuck_levels(grades["submissions"], grades["katas"], lambda kata, level: _title(kata, level, titles))
+    return [e for e in entries if e["share"] >= at_least]
 
 
 def _title(kata: str, level: int, titles: dict[tuple[str, int], str]) -> str:

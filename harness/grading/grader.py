@@ -32,6 +32,7 @@ from typing import Any
 
 from ..toolchain import catalogue
 from ..toolchain.reports import REPORT_VERSION
+from ..toolchain.reports import stuck_levels as _stuck_levels
 from .sandbox import become_subreaper, descendants, kill_tree
 from .worker import PRELOAD, run_job, verify
 
@@ -244,27 +245,9 @@ def kata_report(job: Job, seed: int, timeout: float) -> dict[str, Any]:
 
 
 def stuck_levels(submissions: list[dict[str, Any]], katas: list[str]) -> list[dict[str, Any]]:
-    """Where learners are stuck: the first level each submitted kata does not pass, by share."""
-    counts: dict[tuple[str, int], int] = {}
-    submitted: dict[str, int] = {}
-    for sub in submissions:
-        for kata in katas:
-            report = sub["katas"][kata]
-            if report["status"] == "missing":
-                continue
-            submitted[kata] = submitted.get(kata, 0) + 1
-            first = next((lv["level"] for lv in report["levels"] if lv["status"] != "pass"), None)
-            if first is None and not report["levels"]:
-                first = 1
-            if first is not None:
-                counts[(kata, first)] = counts.get((kata, first), 0) + 1
-    stuck = []
-    for (kata, level), failing in counts.items():
-        of = submitted[kata]
-        stuck.append({"kata": kata, "level": level, "title": catalogue.kata(kata).level(level).title,
-                      "failing": failing, "of": of, "share": round(failing / of, 3)})
-    stuck.sort(key=lambda s: (-s["share"], katas.index(s["kata"]), s["level"]))
-    return stuck
+    """Where learners are stuck: the first level each submitted kata does not pass, by share
+    (:func:`harness.toolchain.reports.stuck_levels`, titled from the catalogue)."""
+    return _stuck_levels(submissions, katas, lambda kata, level: catalogue.kata(kata).level(level).title)
 
 
 def grade_class(root: Path, *, workers: int = 2, seed: int = 0, timeout: float = DEFAULT_TIMEOUT,

@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["REPORT_VERSION", "KataReport", "LevelResult", "TestResult", "render", "render_all", "to_json_all"]
+__all__ = ["REPORT_VERSION", "KataReport", "LevelResult", "TestResult", "render", "render_all", "stuck_levels",
+           "to_json_all"]
 
 REPORT_VERSION = 1
 
@@ -101,6 +103,39 @@ class KataReport:
         return {"version": REPORT_VERSION, "kata": self.kata, "against": self.against, "status": self.status,
                 "seed": self.seed, "score": self.score, "max_score": self.max_score,
                 "levels": [level.to_json() for level in self.levels]}
+
+
+def stuck_levels(submissions: list[dict[str, Any]], katas: list[str],
+                 title: Callable[[str, int], str]) -> list[dict[str, Any]]:
+    """Where a class is stuck: for each kata, the first level that each learner who handed it in
+    does not pass (a report without levels, such as a refused file, counts at level 1), with
+    ``failing`` of ``of`` learners and the share, largest share first.
+
+    The rule of ``kata grade``'s ``stuck`` list and of the class dashboard.
+
+    >>> subs = [{"katas": {"saga": {"status": "fail", "levels": [{"level": 1, "status": "pass"},
+    ...                                                          {"level": 2, "status": "fail"}]}}},
+    ...         {"katas": {"saga": {"status": "missing", "levels": []}}}]
+    >>> [(e["level"], e["failing"], e["of"]) for e in stuck_levels(subs, ["saga"], lambda k, n: f"level {n}")]
+    [(2, 1, 1)]
+    """
+    counts: dict[tuple[str, int], int] = {}
+    handed_in: dict[str, int] = {}
+    for submission in submissions:
+        for kata in katas:
+            report = submission["katas"].get(kata)
+            if report is None or report["status"] == "missing":
+                continue
+            handed_in[kata] = handed_in.get(kata, 0) + 1
+            levels = report.get("levels", [])
+            first = next((lv["level"] for lv in levels if lv["status"] != "pass"), None if levels else 1)
+            if first is not None:
+                counts[kata, first] = counts.get((kata, first), 0) + 1
+    entries = [{"kata": kata, "level": level, "title": title(kata, level), "failing": failing,
+                "of": handed_in[kata], "share": round(failing / handed_in[kata], 3)}
+               for (kata, level), failing in counts.items()]
+    entries.sort(key=lambda e: (-e["share"], katas.index(e["kata"]), e["level"]))
+    return entries
 
 
 def to_json_all(reports: list[KataReport]) -> dict[str, Any]:
