@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from .faults import (
@@ -226,26 +227,44 @@ class FaultInjector:
             await asyncio.sleep(up)
 
     # -- schedules ---------------------------------------------------------------
-    def schedule(self, schedule: list[ScheduledFault] | list[dict]) -> asyncio.Task:
-        """Run a fault schedule in the background (times are absolute virtual seconds)."""
+    def schedule(self, schedule: list[ScheduledFault] | list[dict], *, callers: Collection[str] = ()) -> asyncio.Task:
+        """Run a fault schedule in the background (times are absolute virtual seconds).
+
+        ``callers``: more names a fault may aim at (see :meth:`check_schedule`).
+        """
         if not (isinstance(schedule, list) and schedule and all(isinstance(e, ScheduledFault) for e in schedule)):
             schedule = parse_schedule(schedule)
-        for entry in schedule:  # fail now, not at t=40, on a target that does not exist
-            f = entry.fault
-            if f.kind not in BUS_FAULTS and f.target != "*":
-                self._check_target(f.target)
-            if f.source and f.source != "*":  # "*" or a client of this world ("customer") is fine too
-                self._check_target(f.source)
+        self.check_schedule(schedule, callers=callers)
         return self.world.spawn(self._run_schedule(schedule))
 
-    def _check_target(self, name: str) -> None:
-        net = self.world.net
-        if (name not in net.instances and name not in net.services and name != "client"
-                and name not in self.world.client_names):
-            from .faults import FaultError
+    def check_schedule(self, schedule: list[ScheduledFault], *, callers: Collection[str] = ()) -> None:
+        """Refuse now, not at t=40, a fault aimed at nobody: its target and source must be ``"*"``,
+        a service or an instance of this world, or one of its clients (``"customer"``); ``callers``
+        names more (a scenario's own callers, such as ``"step-functions"``).
 
-            known = ", ".join(sorted(net.services))
-            raise FaultError(f"fault target {name!r} is neither a service nor an instance (services: {known})")
+        Raises :class:`~harness.faults.FaultError` with a one-line reason.
+        """
+        for entry in schedule:
+            f = entry.fault
+            if f.kind not in BUS_FAULTS and f.target != "*":
+                self._check_target(f.target, callers)
+            if f.source and f.source != "*":
+                # A scenario with callers of its own names them when a source is wrong; the plain
+                # schedule keeps its one message for both ends.
+                self._check_target(f.source, callers, role="source" if callers else "target")
+
+    def _check_target(self, name: str, callers: Collection[str] = (), role: str = "target") -> None:
+        net = self.world.net
+        if (name in net.instances or name in net.services or name == "client"
+                or name in self.world.client_names or name in callers):
+            return
+        from .faults import FaultError
+
+        known = ", ".join(sorted(net.services))
+        if role == "source":
+            raise FaultError(f"fault source {name!r} is neither a service, an instance nor a caller "
+                             f"(services: {known}; callers: {', '.join(callers)})")
+        raise FaultError(f"fault target {name!r} is neither a service nor an instance (services: {known})")
 
     async def _run_schedule(self, schedule: list[ScheduledFault]) -> None:
         loop = self.world.loop

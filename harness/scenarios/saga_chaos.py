@@ -46,14 +46,14 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from ..faults import BUS_FAULTS, FaultError, ScheduledFault, parse_schedule
+from ..faults import FaultError, parse_schedule
 from ..invariants import invariant_report
 from ..seed_choreography import SeedChoreography
 from ..stepfunctions import HARDENED_FLOW, SEED_FLOW, run_flow
 from ..world import World
 from .base import ScenarioResult, Variant
 
-__all__ = ["CALLERS", "DEFAULT_FAULTS", "VARIANTS", "apply_schedule", "check_schedule", "make_orders", "run",
+__all__ = ["CALLERS", "DEFAULT_FAULTS", "VARIANTS", "apply_schedule", "make_orders", "run",
            "run_variant"]
 
 VARIANTS = ("seed-step-functions", "hardened-step-functions", "seed-choreography")
@@ -87,48 +87,12 @@ def make_orders(world: World, count: int) -> list[dict[str, Any]]:
     return orders
 
 
-def check_schedule(world: World, schedule: list[ScheduledFault]) -> None:
-    """Refuse a fault aimed at nobody, before anything runs (like ``world.faults.schedule``): a target must be
-    a service or an instance of ``world`` (or ``"*"``); a source may also be one of :data:`CALLERS` or a client
-    of the world. Raises :class:`~harness.faults.FaultError` with a one-line reason."""
-    callers = set(CALLERS) | world.client_names | {"client"}
-    for entry in schedule:
-        fault = entry.fault
-        for role, name in (("target", None if fault.kind in BUS_FAULTS else fault.target),
-                           ("source", fault.source)):
-            if name is None or name == "*" or name in world.net.services or name in world.net.instances \
-                    or name in callers:
-                continue
-            known = ", ".join(sorted(world.net.services))
-            if role == "target":
-                raise FaultError(f"fault target {name!r} is neither a service nor an instance (services: {known})")
-            raise FaultError(f"fault source {name!r} is neither a service, an instance nor a caller "
-                             f"(services: {known}; callers: {', '.join(CALLERS)})")
-
-
 def apply_schedule(world: World, faults: list[dict[str, Any]]) -> None:
-    """Switch the faults on and off at their times, like ``world.faults.schedule``, except that any caller
-    (``"step-functions"``, ``"*"``) may be a partition's source: the world's own scheduler accepts only
-    service and instance names there. A malformed schedule, or a fault aimed at nobody, raises
-    :class:`~harness.faults.FaultError` before anything is switched on (see :func:`check_schedule`)."""
-    schedule = parse_schedule(faults)
-    check_schedule(world, schedule)
-
-    async def apply() -> None:
-        timeline = []
-        for order, entry in enumerate(schedule):
-            timeline.append((entry.at, 1, order, entry))
-            if entry.until is not None:
-                timeline.append((entry.until, 0, order, entry))
-        handles = {}
-        for when, switch_on, order, entry in sorted(timeline, key=lambda item: item[:3]):
-            await asyncio.sleep(max(0.0, when - world.now()))
-            if switch_on:
-                handles[order] = world.faults.inject(entry.fault)
-            elif order in handles:
-                handles.pop(order).clear()
-
-    world.spawn(apply())
+    """Switch the faults on and off at their times with ``world.faults.schedule``, any of the
+    variants' callers (``"step-functions"``, ``"orchestrator"``...) being a possible partition
+    source. A malformed schedule, or a fault aimed at nobody, raises
+    :class:`~harness.faults.FaultError` before anything is switched on."""
+    world.faults.schedule(parse_schedule(faults), callers=CALLERS)
 
 
 def run_variant(name: str, seed: int, *, orders: int = 40, faults: list[dict[str, Any]] | None = None,
