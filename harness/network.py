@@ -296,23 +296,22 @@ class Network:
     async def _fired(self, start, caller, instance, method, path, headers, query, raw_headers, body, flight) -> None:
         """A fired request's delivery, recorded by itself when it ends (unless the customer gave up):
         no done-callback, so one step of the loop fewer per request."""
+        failure = None
         try:
             response = await self._deliver(caller, instance, method, path, query, raw_headers, body, flight)
         except NetworkError as exc:
-            if not flight.abandoned:
-                flight.timer.cancel()
-                if exc.at is None:
-                    exc.at = self.world.loop.time()
-                self._record(start, caller, instance, method, path, headers, failure=exc)
-            return
+            response, failure = None, exc
         except Exception as exc:
             flight.timer.cancel()
             self.world.loop.call_exception_handler({"message": "unexpected error in a fired request",
                                                     "exception": exc})
             return
-        if not flight.abandoned:
-            flight.timer.cancel()
-            self._record(start, caller, instance, method, path, headers, response=response)
+        if flight.abandoned:  # the customer gave up first: recorded then, as a timeout
+            return
+        flight.timer.cancel()
+        if failure is not None and failure.at is None:
+            failure.at = self.world.loop.time()
+        self._record(start, caller, instance, method, path, headers, response=response, failure=failure)
 
     async def _within(self, loop, delivery: tuple, flight: _Flight, timeout: float) -> Response | None:
         """Run the delivery as its own task and wait at most ``timeout`` for it, without cancelling it.
@@ -323,9 +322,9 @@ class Network:
         """
         waiter = loop.create_future()
         task = loop.create_task(self._hand_over(delivery, waiter))
-        timer = loop.call_at(loop.time() + timeout, _time_out, waiter, context=_BARE) if timeout > 0 else None
+        timer = loop.call_at(loop.time() + timeout, _wake, waiter, context=_BARE) if timeout > 0 else None
         if timer is None:
-            _time_out(waiter)
+            _wake(waiter)  # no time at all: given up before it starts
         try:
             response = await waiter
         except asyncio.CancelledError:  # the caller itself was cancelled (a deadline above it)
@@ -450,6 +449,7 @@ _BARE = contextvars.Context()
 
 
 def _wake(waiter: asyncio.Future) -> None:
+    """A service time is over, or a caller's patience: settle ``waiter`` with None."""
     if not waiter.done():
         waiter.set_result(None)
 
@@ -460,11 +460,6 @@ def is_delivery(task: asyncio.Task) -> bool:
 
 
 _DELIVERY_CODES = (Network._deliver.__code__, Network._hand_over.__code__, Network._fired.__code__)
-
-
-def _time_out(waiter: asyncio.Future) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class Client:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
+from json.encoder import c_make_encoder, encode_basestring
 from typing import Any
 
 import orjson
@@ -40,17 +40,17 @@ from starlette.responses import JSONResponse as _StarletteJSONResponse
 __all__ = ["JSON_CONTENT_TYPE", "JSONResponse", "compact", "dumps", "loads"]
 
 
-def _encoder(*, ensure_ascii: bool, allow_nan: bool) -> Callable[[Any], str]:
-    """``json.dumps(o, separators=(",", ":"), ...)`` with the encoder built once.
+def _compact_encoder() -> Callable[[Any], str]:
+    """``json.dumps(o, ensure_ascii=False, allow_nan=False, separators=(",", ":"))``, Starlette's
+    ``JSONResponse.render`` settings (and httpx's for request bodies), with the encoder built once.
 
     No circular-reference check (a cycle raises RecursionError, not ValueError;
     either way the service answers 500).
     """
-    slow = json.JSONEncoder(ensure_ascii=ensure_ascii, allow_nan=allow_nan, separators=(",", ":"))
+    slow = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     if c_make_encoder is None:  # an interpreter without the C accelerator
         return slow.encode
-    fast = c_make_encoder(None, slow.default, encode_basestring_ascii if ensure_ascii else encode_basestring,
-                          None, ":", ",", False, False, allow_nan)
+    fast = c_make_encoder(None, slow.default, encode_basestring, None, ":", ",", False, False, False)
 
     def encode(o: Any) -> str:
         return "".join(fast(o, 0))
@@ -58,8 +58,7 @@ def _encoder(*, ensure_ascii: bool, allow_nan: bool) -> Callable[[Any], str]:
     return encode
 
 
-# Starlette's JSONResponse.render settings, which are also httpx's for request bodies.
-compact = _encoder(ensure_ascii=False, allow_nan=False)
+compact = _compact_encoder()
 
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")  # as a raw ASGI header

@@ -12,6 +12,7 @@ DIR (a conftest, tests of its own) is ever imported.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 import traceback
@@ -58,13 +59,10 @@ def display_path(path: Path) -> str:
     True
     """
     resolved, here = Path(path).resolve(), Path.cwd().resolve()
-    for base, prefix in ((here, ""), (here.parent, "..")):
-        if prefix and base == Path(base.anchor):  # not "../etc/..." from a folder next to the root
-            break
-        try:
-            return str(Path(prefix, resolved.relative_to(base))) if prefix else str(resolved.relative_to(base))
-        except ValueError:
-            continue
+    bases = [(here, "")] if here.parent == here.parent.parent else [(here, ""), (here.parent, "..")]
+    for base, prefix in bases:  # (no "../etc/..." from a folder next to the root)
+        if resolved.is_relative_to(base):
+            return str(Path(prefix, resolved.relative_to(base)))
     return str(path)
 
 
@@ -117,8 +115,10 @@ def _missing_name(kata: str, path: Path):
     return __getattr__
 
 
-def _stub_names(kata: str) -> set[str]:
-    """Top-level names of the project's starting version of ``kata`` (empty if it cannot be read)."""
+@functools.cache
+def _stub_names(kata: str) -> frozenset[str]:
+    """Top-level names of the project's starting version of ``kata`` (empty if it cannot be read);
+    read once per process, however many missing names the checks probe."""
     import ast
 
     # Read as a file next to the harness package, never imported: the grader blocks `katas`.
@@ -126,7 +126,7 @@ def _stub_names(kata: str) -> set[str]:
     try:
         tree = ast.parse(stub.read_bytes())
     except (OSError, SyntaxError, ValueError):
-        return set()
+        return frozenset()
     names: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -134,7 +134,7 @@ def _stub_names(kata: str) -> set[str]:
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names.update(t.id for t in targets if isinstance(t, ast.Name))
-    return names
+    return frozenset(names)
 
 
 def learner_frame(error: BaseException, path: Path) -> str:
