@@ -109,8 +109,9 @@ def ambiguous_files(submissions: list[tuple[str, Path]]) -> list[str]:
 
     The grader takes ``katas/<kata>.py`` when it is there (a file, or a link it
     refuses) and the top-level file only otherwise (see
-    ``harness.grading.grader._kata_file``).
+    ``harness.grading.grader.kata_places``).
     """
+    from ..grading.grader import kata_places
     from ..toolchain import catalogue
 
     def there(path: Path) -> bool:
@@ -119,7 +120,7 @@ def ambiguous_files(submissions: list[tuple[str, Path]]) -> list[str]:
     notes = []
     for name, folder in submissions:
         for kata in catalogue.katas():
-            if kata.levels and there(folder / "katas" / f"{kata.name}.py") and there(folder / f"{kata.name}.py"):
+            if kata.levels and all(there(place) for place in kata_places(folder, kata.name)):
                 notes.append(f"{name} has both {kata.name}.py and katas/{kata.name}.py: "
                              f"grading katas/{kata.name}.py")
     return notes

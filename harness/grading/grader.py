@@ -72,8 +72,13 @@ def find_submissions(root: Path) -> list[tuple[str, Path]]:
     return found
 
 
+def kata_places(folder: Path, kata: str) -> tuple[Path, Path]:
+    """Where a submission's kata file may be, in the order the grader looks: ``katas/`` first."""
+    return folder / "katas" / f"{kata}.py", folder / f"{kata}.py"
+
+
 def _kata_file(folder: Path, kata: str) -> tuple[Path | None, str | None]:
-    for candidate in (folder / "katas" / f"{kata}.py", folder / f"{kata}.py"):
+    for candidate in kata_places(folder, kata):
         if candidate.is_symlink():
             return None, f"{candidate.name} is a symbolic link: submit the file itself"
         if candidate.is_file():
