@@ -54,9 +54,7 @@ def load_schedule(path: str) -> list[dict]:
         parse_schedule(data)
     except FaultError as exc:
         raise UsageError(f"{path}: {exc}") from None
-    entries = data["faults"] if isinstance(data, dict) else data
-    # "until": null means never cleared; some scenarios read "until" with a default, so drop it
-    return [{k: v for k, v in entry.items() if not (k == "until" and v is None)} for entry in entries]
+    return data["faults"] if isinstance(data, dict) else data  # "until": null, never cleared, is read by each scenario
 
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
